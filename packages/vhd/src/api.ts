@@ -1,0 +1,42 @@
+// Public contract of the converter. Implementation lives in convert.ts.
+
+/** A quirk of the input that we tolerate (unless `strict`), reported with a stable code. */
+export interface ConvertWarning {
+  code: string;
+  message: string;
+  /** The tar entry the warning is about, normalised (no leading `/` or `./`). */
+  path?: string;
+}
+
+export interface ConvertOptions {
+  /** Append a 512-byte fixed VHD footer after the ext4 image. If not provided, true. */
+  vhd?: boolean;
+  /** Keep OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`) as plain files instead of converting them to overlay whiteouts. If not provided, false. */
+  keepWhiteouts?: boolean;
+  /** Store file contents of at most 60 bytes inside the inode (`inline_data` feature). If not provided, false. */
+  inlineData?: boolean;
+  /** Largest image the layer may grow to, in bytes; also sizes the group descriptor table. If not provided, 128 GiB. */
+  maxDiskSize?: number;
+  /** Filesystem UUID. If not provided, derived from the input so output is deterministic. */
+  uuid?: string;
+  /** Seconds since the epoch stamped into the superblock and VHD footer. If not provided, the newest mtime in the input (0 when empty). */
+  timestamp?: number;
+  /** Turn tolerated quirks (warnings) into errors. If not provided, false. */
+  strict?: boolean;
+  /** Called with every warning; if not provided, warnings are dropped. */
+  onWarning?: (warning: ConvertWarning) => void;
+  /** Called now and then with the number of tar bytes consumed so far. */
+  onProgress?: (bytesIn: number) => void;
+}
+
+/** What a conversion did. */
+export interface ConvertSummary {
+  /** Entries written, by type: file, directory, symlink, hardlink, char, block, fifo, whiteout, opaque. */
+  entries: Record<string, number>;
+  /** Bytes of tar consumed (after decompression). */
+  bytesIn: number;
+  /** Size of the ext4 filesystem in bytes. */
+  ext4Bytes: number;
+  /** Size of the output file in bytes (ext4 plus the VHD footer when written). */
+  imageBytes: number;
+}
