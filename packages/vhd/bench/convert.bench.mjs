@@ -185,7 +185,15 @@ function makeSteps(corpus, opts) {
     }
   };
 
-  return { steps: { drain, cp, convert }, notes, cleanup, vhdOut };
+  // Not a floor: the cost of starting node and exiting, which drain and convert both pay and cp
+  // does not. Reported so that ratios to cp on sub-second runs can be read net of it.
+  const startup = async () => {
+    const r = await run(process.execPath, ["-e", "0"], opts.timeoutMs);
+    if (r.code !== 0) throw new StepError(describeFailure(r, "node start-up"));
+    return { wallSeconds: r.wallSeconds };
+  };
+
+  return { steps: { drain, cp, convert, startup }, notes, cleanup, vhdOut };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,7 +207,7 @@ const median = (xs) => {
 
 async function benchCorpus(corpus, opts, log) {
   const { steps, notes, cleanup, vhdOut } = makeSteps(corpus, opts);
-  const names = ["drain", "cp", "convert"];
+  const names = ["drain", "cp", "convert", "startup"];
   const results = Object.fromEntries(names.map((n) => [n, { runs: [], error: undefined }]));
 
   const attempt = async (name) => {
@@ -221,7 +229,7 @@ async function benchCorpus(corpus, opts, log) {
   log(`corpus ${corpus.id}: warm-up`);
   for (const name of names) await attempt(name);
 
-  // Timed runs, interleaved and rotated: run i starts with step i mod 3, so host noise is spread
+  // Timed runs, interleaved and rotated: run i starts with step i mod 4, so host noise is spread
   // over the steps and no step always runs right after another's writes.
   for (let i = 0; i < opts.runs; i++) {
     const order = names.map((_, k) => names[(k + i) % names.length]);
@@ -281,6 +289,10 @@ function summarize(corpus, results, notes, profile, keptOutput) {
   // The same ratios from the best (minimum) runs: on a noisy host, a cross-check for the medians.
   const best = (a, b) => (steps[a]?.ok && steps[b]?.ok ? steps[a].minWallSeconds / steps[b].minWallSeconds : undefined);
   const ratiosBest = { convertVsDrain: best("convert", "drain"), convertVsCp: best("convert", "cp"), drainVsCp: best("drain", "cp") };
+  const up = steps.startup?.ok ? steps.startup.wallSeconds : undefined;
+  const net = (a, b, subB) => (up !== undefined && steps[a]?.ok && steps[b]?.ok
+    ? Math.max(0, steps[a].wallSeconds - up) / Math.max(1e-9, steps[b].wallSeconds - (subB ? up : 0)) : undefined);
+  const ratiosNetOfStartup = { convertVsDrain: net("convert", "drain", true), convertVsCp: net("convert", "cp", false) };
 
   const t = TARGETS[corpus.id];
   const timeRatio = t.floor === "drain" ? ratios.convertVsDrain : ratios.convertVsCp;
@@ -293,7 +305,7 @@ function summarize(corpus, results, notes, profile, keptOutput) {
   };
   return {
     corpus: { id: corpus.id, name: CORPORA[corpus.id].name, file: corpus.path, bytes: corpus.bytes, entries: corpus.entries, sha256: corpus.sha256, stats: corpus.stats },
-    steps, ratios, ratiosBest, targets, notes: [...notes],
+    steps, ratios, ratiosBest, ratiosNetOfStartup, targets, notes: [...notes],
     profile: profile && { file: profile.file, totalMs: profile.totalMs, top: profile.rows.slice(0, 20) },
     profileText: profile && formatTop(profile, 20),
     keptOutput,
@@ -329,11 +341,17 @@ function report(res, runs) {
     const rc = res.steps.cp.ok ? s.wallSeconds / res.steps.cp.wallSeconds : undefined;
     rows.push([name, fmt.s(s.wallSeconds), fmt.s(s.minWallSeconds), fmt.mibs(s.mibPerSecond), fmt.eps(s.entriesPerSecond), fmt.mib(s.peakRssBytes), fmt.x(rd), fmt.x(rc)]);
   }
+  const st = res.steps.startup;
+  if (st.ok) rows.push(["(node -e 0)", fmt.s(st.wallSeconds), fmt.s(st.minWallSeconds), "", "", "", "", ""]);
   lines.push(table(rows).split("\n").map((l) => `   ${l}`).join("\n"));
   lines.push(`   (${runs} timed run${runs > 1 ? "s" : ""} per step after one warm-up; wall time includes node start-up; peak RSS is the max over runs; cp has no RSS figure)`);
   const conv = res.steps.convert;
   if (conv.ok && typeof conv.reported?.seconds === "number") {
     lines.push(`   convert reports ${conv.reported.seconds.toFixed(3)} s in-process, image ${fmt.mib(conv.reported.imageBytes)}`);
+  }
+  if (st.ok && conv.ok && res.steps.cp.ok && res.steps.drain.ok) {
+    const net = (x) => Math.max(0, x - st.wallSeconds);
+    lines.push(`   net of node start-up (${fmt.s(st.wallSeconds)} s): convert ${fmt.s(net(conv.wallSeconds))} s = ${fmt.x(net(conv.wallSeconds) / net(res.steps.drain.wallSeconds))} drain, ${fmt.x(net(conv.wallSeconds) / res.steps.cp.wallSeconds)} cp (information only; targets use the raw wall times)`);
   }
   for (const [k, t] of Object.entries(res.targets)) {
     const v = k === "time" ? fmt.x(t.value) : fmt.mib(t.value);
