@@ -168,9 +168,17 @@ function makeSteps(corpus, opts) {
     rmSync(vhdOut, { force: true });
     const r = await run(process.execPath, [...extraNodeArgs, opts.cli, "convert", corpus.path, "-o", vhdOut, "--json"], opts.timeoutMs);
     try {
-      if (r.code !== 0) throw new StepError(describeFailure(r, "convert"));
       const j = lastJson(r.stdout);
+      if (r.code !== 0) {
+        const why = j && j.ok === false ? ` [${j.code}] ${j.message ?? ""}` : "";
+        throw new StepError(describeFailure(r, "convert") + why);
+      }
       if (!j) throw new StepError(`convert: exit 0 but no JSON object on stdout (got ${JSON.stringify(r.stdout.slice(0, 200))})`);
+      // apps/cli/README.md: `entries` is an object of counts by type; a plain number is accepted too.
+      if (j.entries && typeof j.entries === "object") {
+        j.entriesByType = j.entries;
+        j.entries = Object.values(j.entries).reduce((s, n) => s + (typeof n === "number" ? n : 0), 0);
+      }
       for (const k of ["entries", "bytesIn", "imageBytes", "seconds", "peakRssBytes"]) {
         if (typeof j[k] !== "number") notes.add(`convert --json has no numeric "${k}"`);
       }
