@@ -200,6 +200,26 @@ describe("decompressAuto: zstd", () => {
     expect(f.message).toMatch(/^zstd: corrupt input at compressed byte \d+: /);
   });
 
+  it("verifies the frame's content checksum, which fzstd alone ignores", async () => {
+    // Incompressible data: zstd stores it in raw blocks, where a flipped byte decodes "fine".
+    const noise = new Uint8Array(50_000);
+    let x = 0x9e3779b9;
+    for (let i = 0; i < noise.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      noise[i] = x & 0xff;
+    }
+    const z = Buffer.from(tool("zstd", ["-c", "-q"], noise));
+    expect(z.length).toBeGreaterThan(noise.length); // raw blocks, plus headers
+    expect(Buffer.from(await collect(decompressAuto(chunked(z, 999)))).equals(noise)).toBe(true);
+    z[z.length - 1000] = (z[z.length - 1000] as number) ^ 0x01;
+    const f = await failure(decompressAuto(chunked(z, 999)));
+    expect(f.code).toBe("COMPRESSION_INVALID");
+    expect(f.offset).toBe(z.length - 4);
+    expect(f.message).toMatch(/content checksum mismatch \(frame says [0-9a-f]{8}, data hashes to [0-9a-f]{8}\)$/);
+  });
+
   it("reports truncation as COMPRESSION_INVALID", async () => {
     for (const cut of [zst.length - 1, zst.length - 3000, 7]) {
       const f = await failure(decompressAuto(chunked(zst.subarray(0, cut), 1000)));

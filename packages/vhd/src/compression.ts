@@ -4,6 +4,7 @@
 import { pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { Decompress } from "fzstd";
+import xxhash, { type XXHashAPI } from "xxhash-wasm";
 import { VhdError } from "./errors.js";
 
 /** Compression formats `decompressAuto` recognises by magic. */
@@ -119,6 +120,11 @@ const ZSTD_MAX_WINDOW = 128 * 1024 * 1024;
 const ZSTD_MAX_BLOCK = 128 * 1024;
 const ZSTD_MAGIC = 0xfd2fb528;
 
+// fzstd skips the frame's Content_Checksum without checking it, so corruption inside a literal run
+// would pass silently (and land in the image). We verify it: XXH64 of the frame's content, low 32
+// bits (RFC 8878 3.1.1). xxhash-wasm is WebAssembly, so it still runs on any OS; loaded once, lazily.
+let xxhashApi: Promise<XXHashAPI> | undefined;
+
 /**
  * zstd decoding. We walk the frame and block headers ourselves (RFC 8878) and hand fzstd one
  * whole block at a time: that bounds what a single push can produce to about one block, whatever
@@ -188,8 +194,11 @@ async function* unzstdFrames(buf: ChunkQueue): AsyncGenerator<Uint8Array> {
     }
 
     let out: Uint8Array[] = [];
+    const hasher = hasChecksum ? (await (xxhashApi ??= xxhash())).create64(0n) : undefined;
     const decoder = new Decompress((data) => {
-      if (data.length > 0) out.push(data);
+      if (data.length === 0) return;
+      out.push(data);
+      hasher?.update(data);
     });
     const push = (bytes: Uint8Array, at: number, final = false): void => {
       try {
@@ -226,9 +235,19 @@ async function* unzstdFrames(buf: ChunkQueue): AsyncGenerator<Uint8Array> {
       const at = buf.position;
       const checksum = await buf.take(4);
       if (checksum.length < 4) fail("truncated content checksum", at);
+      const expected = u32le(checksum, 0);
       push(checksum, at);
+      // fzstd holds back frames under 18 bytes until told the input is final.
+      push(new Uint8Array(0), buf.position, true);
+      for (const chunk of out) yield chunk;
+      out = [];
+      const actual = Number(BigInt.asUintN(32, (hasher as NonNullable<typeof hasher>).digest()));
+      if (actual !== expected) {
+        const hex = (n: number): string => n.toString(16).padStart(8, "0");
+        fail(`content checksum mismatch (frame says ${hex(expected)}, data hashes to ${hex(actual)})`, at);
+      }
+      continue;
     }
-    // fzstd holds back frames under 18 bytes until told the input is final.
     push(new Uint8Array(0), buf.position, true);
     for (const chunk of out) yield chunk;
   }
