@@ -266,8 +266,9 @@ async function benchCorpus(corpus, opts, log) {
       profile = { file, ...selfTimes(file) };
     } catch (err) {
       if (!(err instanceof StepError)) throw err;
-      results.convert.error = `profile run failed: ${err.message}`;
-      log(`  ${results.convert.error}`);
+      // The timed runs stand; the profile run's failure is a failed step of its own.
+      results.profile = { runs: [], error: `profile run: ${err.message}` };
+      log(`  ${results.profile.error}`);
     }
   }
   if (!opts.keep) cleanup();
@@ -365,7 +366,7 @@ function report(res, runs) {
     const v = k === "time" ? fmt.x(t.value) : fmt.mib(t.value);
     lines.push(`   target ${t.what}: ${v}  ${t.status}`);
   }
-  for (const name of ["drain", "cp", "convert"]) if (!res.steps[name].ok) lines.push(`   FAILED ${res.steps[name].error}`);
+  for (const s of Object.values(res.steps)) if (!s.ok) lines.push(`   FAILED ${s.error}`);
   for (const n of res.notes) lines.push(`   note: ${n}`);
   if (res.profileText) lines.push(`   profile of convert (top 20 by self time), ${res.profile.file}:\n${res.profileText.split("\n").map((l) => `   ${l}`).join("\n")}`);
   if (res.keptOutput) lines.push(`   kept ${res.keptOutput}`);
