@@ -1,15 +1,54 @@
+import { randomBytes } from "node:crypto";
+import { open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import type { ConvertOptions, ConvertSummary } from "./api.js";
+import { decompressAuto } from "./compression.js";
+import { VhdError } from "./errors.js";
+import { chsExactSize, fixedVhdFooter, VHD_FOOTER_SIZE } from "./format/vhd-footer.js";
+import { FileSink } from "./io/sink.js";
+import { tarToExt4 } from "./tar-to-ext4.js";
 
 /**
  * Converts a layer tar (plain, gzip or zstd, detected by magic) to an ext4 image at `outPath`,
- * with a fixed VHD footer unless `options.vhd === false`. Written under a temporary name and
- * renamed into place, so a failure leaves no output file.
+ * followed by a fixed VHD footer unless `options.vhd === false`. The image is written under a
+ * temporary name in the same folder, flushed, and renamed into place, so a failure (bad input,
+ * disk full, a read error) leaves no output file and no temporary file behind.
  */
-export async function convertTar(
-  input: AsyncIterable<Uint8Array>,
-  outPath: string,
-  options: ConvertOptions = {},
-): Promise<ConvertSummary> {
-  void input; void outPath; void options;
-  throw new Error("not implemented yet");
+export async function convertTar(input: AsyncIterable<Uint8Array>, outPath: string, options: ConvertOptions = {}): Promise<ConvertSummary> {
+  const vhd = options.vhd ?? true;
+  const tmp = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString("hex")}.tmp`);
+  let handle;
+  try {
+    handle = await open(tmp, "wx");
+  } catch (err) {
+    throw new VhdError("IO", `cannot create ${outPath}: ${(err as Error).message}`, { path: outPath, cause: err });
+  }
+  try {
+    const result = await tarToExt4(decompressAuto(input), new FileSink(handle, outPath), {
+      ...options,
+      // Sized so that VHD readers that trust the CHS geometry (QEMU for unknown creators,
+      // Virtual PC) see exactly the same disk as Hyper-V, which trusts the size field.
+      roundSize: vhd ? (bytes) => chsExactSize(bytes) : undefined,
+    });
+    let imageBytes = result.ext4Bytes;
+    if (vhd) {
+      const footer = fixedVhdFooter(result.ext4Bytes, { unixTime: result.timestamp, uniqueId: result.uuid });
+      await new FileSink(handle, outPath).write(footer, result.ext4Bytes);
+      imageBytes += VHD_FOOTER_SIZE;
+    }
+    // Free blocks at the end were never written: extend the file over them as a hole.
+    await handle.truncate(imageBytes);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(tmp, outPath);
+    return { entries: result.entries, bytesIn: result.bytesIn, ext4Bytes: result.ext4Bytes, imageBytes };
+  } catch (err) {
+    await handle?.close().catch(() => {});
+    await rm(tmp, { force: true }).catch(() => {});
+    if (err instanceof Error && "code" in err && typeof err.code === "string" && !(err instanceof VhdError) && /^E[A-Z]+$/.test(err.code)) {
+      throw new VhdError("IO", `converting to ${outPath}: ${err.message}`, { path: outPath, cause: err });
+    }
+    throw err;
+  }
 }
