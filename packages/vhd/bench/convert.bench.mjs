@@ -41,7 +41,11 @@ const USAGE = `usage: node packages/vhd/bench/convert.bench.mjs [options]
 `;
 
 function parseOptions() {
+  // `pnpm bench -- --profile` passes the "--" through to the script: skip it.
+  const argv = process.argv.slice(2);
+  if (argv[0] === "--") argv.shift();
   const { values } = parseArgs({
+    args: argv,
     options: {
       out: { type: "string" },
       runs: { type: "string", default: "3" },
