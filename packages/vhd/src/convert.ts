@@ -5,16 +5,20 @@ import type { ConvertOptions, ConvertSummary } from "./api.js";
 import { decompressAuto } from "./compression.js";
 import { VhdError } from "./errors.js";
 import { chsExactSize, fixedVhdFooter, VHD_FOOTER_SIZE } from "./format/vhd-footer.js";
+import { readFileChunks } from "./io/file-source.js";
 import { FileSink } from "./io/sink.js";
 import { tarToExt4 } from "./tar-to-ext4.js";
 
 /**
- * Converts a layer tar (plain, gzip or zstd, detected by magic) to an ext4 image at `outPath`,
+ * Converts a layer tar (plain, gzip or zstd, detected by magic) to an ext4 image at `outPath`.
+ * `input` is a file path (read with large reads kept in flight) or a stream of chunks; chunks
+ * must not be modified after they are yielded (Node streams never do), because large pieces
+ * of file data are written straight from them. The image is an ext4 filesystem
  * followed by a fixed VHD footer unless `options.vhd === false`. The image is written under a
  * temporary name in the same folder, flushed, and renamed into place, so a failure (bad input,
  * disk full, a read error) leaves no output file and no temporary file behind.
  */
-export async function convertTar(input: AsyncIterable<Uint8Array>, outPath: string, options: ConvertOptions = {}): Promise<ConvertSummary> {
+export async function convertTar(input: string | AsyncIterable<Uint8Array>, outPath: string, options: ConvertOptions = {}): Promise<ConvertSummary> {
   const vhd = options.vhd ?? true;
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString("hex")}.tmp`);
   let handle;
@@ -24,7 +28,8 @@ export async function convertTar(input: AsyncIterable<Uint8Array>, outPath: stri
     throw new VhdError("IO", `cannot create ${outPath}: ${(err as Error).message}`, { path: outPath, cause: err });
   }
   try {
-    const result = await tarToExt4(decompressAuto(input), new FileSink(handle, outPath), {
+    const source = typeof input === "string" ? readFileChunks(input) : input;
+    const result = await tarToExt4(decompressAuto(source), new FileSink(handle, outPath), {
       ...options,
       // Sized so that VHD readers that trust the CHS geometry (QEMU for unknown creators,
       // Virtual PC) see exactly the same disk as Hyper-V, which trusts the size field.
@@ -38,7 +43,7 @@ export async function convertTar(input: AsyncIterable<Uint8Array>, outPath: stri
     }
     // Free blocks at the end were never written: extend the file over them as a hole.
     await handle.truncate(imageBytes);
-    await handle.sync();
+    if (!process.env.LCOW_NO_SYNC) await handle.sync();
     await handle.close();
     handle = undefined;
     await rename(tmp, outPath);

@@ -125,7 +125,7 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
         if (entry.size > maxDiskSize) {
           throw new VhdError("EXT4_DISK_FULL", `file of ${entry.size} bytes cannot fit the maximum disk size of ${maxDiskSize} bytes`);
         }
-        writer.createFile(path, meta, entry.size);
+        await writer.createFile(path, meta, entry.size, entry.sparse !== undefined);
         if (entry.sparse) {
           for (const region of entry.sparse) {
             let at = region.offset;
@@ -138,7 +138,8 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
             }
           }
         } else {
-          for (let chunk = await reader.read(); chunk; chunk = await reader.read()) await writer.write(chunk);
+          // Chunks come from the input stream and are never reused: safe to write in place.
+          for (let chunk = await reader.read(); chunk; chunk = await reader.read()) await writer.write(chunk, true);
         }
         await writer.endFile();
         count("file");

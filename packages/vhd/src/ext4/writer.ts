@@ -4,8 +4,7 @@
 // superblock and descriptors are written last. Memory grows with the number of entries (one
 // small object each), never with file sizes.
 import { InvariantError, VhdError } from "../errors.js";
-import { BatchWriter } from "../io/batch-writer.js";
-import type { BlockSink } from "../io/sink.js";
+import { GatherWriter, type VectoredSink } from "../io/gather-writer.js";
 import { DirentType, encodeDirBlocks, EXT4_NAME_LEN, type Dirent } from "../format/dirent.js";
 import { EXTENT_MAX_LEN, type Extent } from "../format/extent.js";
 import { encodeGroupDescInto, GROUP_DESC_SIZE } from "../format/group-desc.js";
@@ -101,6 +100,8 @@ class Node {
 /** The file whose data is being written. */
 interface OpenFile {
   node: Node;
+  /** Data streams in order into blocks allocated up front (not sparse, not inline). */
+  streaming: boolean;
   /** Bytes of the file covered so far (the next write must not start before this). */
   end: number;
   /** Logical block of the partial block held in `tail`, or -1. */
@@ -121,7 +122,7 @@ export class Ext4Writer {
   private readonly maxBlocks: number;
   private readonly inlineData: boolean;
   private readonly startBlock: number;
-  private readonly data: BatchWriter;
+  private readonly data: GatherWriter;
   private readonly nodes: Node[] = [];
   private readonly root: Node;
   private open: OpenFile | undefined;
@@ -130,7 +131,7 @@ export class Ext4Writer {
   private closed = false;
 
   constructor(
-    private readonly sink: BlockSink,
+    private readonly sink: VectoredSink,
     options: Ext4WriterOptions = {},
   ) {
     this.maxDiskSize = options.maxDiskSize ?? DEFAULT_MAX_DISK_SIZE;
@@ -140,7 +141,7 @@ export class Ext4Writer {
     this.maxBlocks = Math.min(MAX_BLOCKS, Math.floor(this.maxDiskSize / BLOCK_SIZE));
     this.inlineData = options.inlineData ?? false;
     this.startBlock = reservedStartBlocks(this.maxDiskSize);
-    this.data = new BatchWriter(sink, this.startBlock * BLOCK_SIZE);
+    this.data = new GatherWriter(sink, this.startBlock * BLOCK_SIZE);
     this.root = new Node(FileMode.S_IFDIR | 0o755, 0, 0, { sec: 0, nsec: 0 });
     this.root.implicit = true;
     this.root.children = new Map();
@@ -164,32 +165,61 @@ export class Ext4Writer {
   }
 
   /**
-   * Creates a regular file of `size` bytes and makes it the open file: its data follows through
-   * `write`/`writeAt`, then `endFile`. Data not written (sparse holes) reads as zeros.
+   * Creates a regular file of `size` bytes and makes it the open file. Its data follows in
+   * order through `write`, or, for a `sparse` file, through `writeAt` with holes between the
+   * pieces; then `endFile`. Data not written reads as zeros.
    */
-  createFile(path: readonly string[], meta: NodeMeta, size: number): void {
+  async createFile(path: readonly string[], meta: NodeMeta, size: number, sparse = false): Promise<void> {
     this.check();
     if (this.open) throw new InvariantError("createFile while a file is open");
     const node = this.newNode(FileMode.S_IFREG, meta);
     node.size = size;
-    if (this.inlineData && size > 0 && size <= INLINE_DATA_MAX) node.inline = new Uint8Array(I_BLOCK_SIZE);
-    else node.extents = [];
+    let streaming = false;
+    if (this.inlineData && !sparse && size > 0 && size <= INLINE_DATA_MAX) {
+      node.inline = new Uint8Array(I_BLOCK_SIZE);
+    } else if (sparse) {
+      node.extents = [];
+    } else {
+      // Contiguous data: the blocks are known now, so extents are made once, here.
+      const blocks = Math.ceil(size / BLOCK_SIZE);
+      const physical = this.data.position / BLOCK_SIZE;
+      if (physical + blocks > this.maxBlocks) throw this.fail(this.diskFull());
+      node.extents = [];
+      pushRun(node.extents, 0, physical, blocks);
+      node.dataBlocks = blocks;
+      streaming = true;
+    }
     this.place(path, node);
-    this.open = { node, end: 0, tailBlock: -1, tailLen: 0 };
+    this.open = { node, streaming, end: 0, tailBlock: -1, tailLen: 0 };
   }
 
-  /** Appends data to the open file. */
-  async write(chunk: Uint8Array): Promise<void> {
+  /**
+   * Appends data to the open file. With `stable`, the caller promises never to modify `chunk`
+   * again, which lets large chunks be written without a copy.
+   */
+  async write(chunk: Uint8Array, stable = false): Promise<void> {
+    this.check();
     const f = this.open;
     if (!f) throw new InvariantError("write without an open file");
-    await this.writeAt(f.end, chunk);
+    if (!f.streaming) return this.writeAt(f.end, chunk);
+    if (f.end + chunk.length > f.node.size) throw new InvariantError(`write past the declared size ${f.node.size}`);
+    try {
+      await this.data.append(chunk, stable);
+      f.end += chunk.length;
+    } catch (err) {
+      throw this.fail(err);
+    }
   }
 
-  /** Writes data of the open file at `offset` (never before data already written). */
+  /** Writes data of the open (sparse or inline) file at `offset`, never before data already written. */
   async writeAt(offset: number, chunk: Uint8Array): Promise<void> {
     this.check();
     const f = this.open;
     if (!f) throw new InvariantError("writeAt without an open file");
+    if (f.streaming) {
+      if (offset !== f.end) throw new InvariantError("writeAt out of order on a file created without `sparse`");
+      return this.write(chunk);
+    }
     if (offset < f.end || offset + chunk.length > f.node.size) {
       throw new InvariantError(`writeAt ${offset}+${chunk.length} outside ${f.end}..${f.node.size}`);
     }
@@ -206,7 +236,6 @@ export class Ext4Writer {
         const within = pos % BLOCK_SIZE;
         if (f.tailLen > 0 && block !== f.tailBlock) await this.flushTail(f);
         if (f.tailLen === 0 && within === 0 && data.length >= BLOCK_SIZE) {
-          // Whole blocks go straight to the batch buffer: one copy.
           const whole = data.length - (data.length % BLOCK_SIZE);
           await this.appendBlocks(f.node, block, data.subarray(0, whole));
           data = data.subarray(whole);
@@ -236,7 +265,12 @@ export class Ext4Writer {
     const f = this.open;
     if (!f) throw new InvariantError("endFile without an open file");
     try {
-      if (f.tailLen > 0) await this.flushTail(f);
+      if (f.streaming) {
+        if (f.end !== f.node.size) throw new InvariantError(`endFile after ${f.end} of ${f.node.size} bytes`);
+        await this.data.appendZeros(f.node.dataBlocks * BLOCK_SIZE - f.node.size);
+      } else if (f.tailLen > 0) {
+        await this.flushTail(f);
+      }
       this.open = undefined;
       if (!f.node.inline) await this.finishExtents(f.node);
     } catch (err) {
@@ -414,25 +448,7 @@ export class Ext4Writer {
     if (physical + count > this.maxBlocks) throw this.diskFull();
     await this.data.append(bytes);
     node.dataBlocks += count;
-    const extents = node.extents!;
-    let left = count;
-    let l = logical;
-    let p = physical;
-    const last = extents[extents.length - 1];
-    if (last && last.logical + last.len === l && last.physical + last.len === p && last.len < EXTENT_MAX_LEN) {
-      const n = Math.min(left, EXTENT_MAX_LEN - last.len);
-      last.len += n;
-      left -= n;
-      l += n;
-      p += n;
-    }
-    while (left > 0) {
-      const n = Math.min(left, EXTENT_MAX_LEN);
-      extents.push({ logical: l, len: n, physical: p });
-      left -= n;
-      l += n;
-      p += n;
-    }
+    pushRun(node.extents!, logical, physical, count);
   }
 
   /** Builds the node's extent tree; index and leaf blocks (if any) follow its data. */
@@ -721,6 +737,28 @@ let emptyRoot: Uint8Array | undefined;
 function emptyExtentRoot(): Uint8Array {
   if (!emptyRoot) emptyRoot = buildExtentTree([], BLOCK_SIZE, () => 0).root;
   return emptyRoot;
+}
+
+/** Adds `count` blocks at `logical` -> `physical` to an extent list, merging with the last extent. */
+function pushRun(extents: Extent[], logical: number, physical: number, count: number): void {
+  let left = count;
+  let l = logical;
+  let p = physical;
+  const last = extents[extents.length - 1];
+  if (last && last.logical + last.len === l && last.physical + last.len === p && last.len < EXTENT_MAX_LEN) {
+    const n = Math.min(left, EXTENT_MAX_LEN - last.len);
+    last.len += n;
+    left -= n;
+    l += n;
+    p += n;
+  }
+  while (left > 0) {
+    const n = Math.min(left, EXTENT_MAX_LEN);
+    extents.push({ logical: l, len: n, physical: p });
+    left -= n;
+    l += n;
+    p += n;
+  }
 }
 
 function makeCounter(first: number): () => number {
