@@ -1105,8 +1105,11 @@ static void *work_thread(void *arg) {
       fn = w->kind == W_SHUTDOWN ? "HcsShutDownComputeSystem" : "HcsTerminateComputeSystem";
       if (hr >= 0 && s->state == ST_STOPPED) { hr = C_ALREADY_STOPPED; snprintf(e.msg, sizeof e.msg, "The compute system has already stopped."); }
       if (hr >= 0) {
-        stop_system(s, w->kind == W_SHUTDOWN ? "GracefulExit" : "ForcedExit", S_OK);
-        nd = collect_notification(s, NULL, N_EXITED, S_OK, "{\"Status\":0,\"ExitType\":\"ForcedExit\"}", d, 32);
+        const char *exit_type = w->kind == W_SHUTDOWN ? "GracefulExit" : "ForcedExit";
+        char data[96];
+        stop_system(s, exit_type, S_OK);
+        snprintf(data, sizeof data, "{\"Status\":0,\"ExitType\":\"%s\"}", exit_type);
+        nd = collect_notification(s, NULL, N_EXITED, S_OK, data, d, 32);
       }
       break;
     case W_MODIFY:
@@ -1311,7 +1314,6 @@ EXPORT int32_t ShimAttachmentCount(const char *id) {
 static void *exit_thread(void *arg) {
   char **a = arg;
   delivery d[32];
-  sleep_ms(g_delay_ms);
   pthread_mutex_lock(&g_lock);
   system_t *s = find_system(a[0]);
   int nd = 0;
