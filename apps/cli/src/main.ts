@@ -15,6 +15,11 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 // On Ctrl-C, stop feeding the converter so that it removes its temporary file, then exit 130.
 // A second signal exits at once.
 const controller = new AbortController();
+let stdinUsed = false;
+// Ends a read of stdin that would otherwise wait forever for data, so the process can exit.
+controller.signal.addEventListener("abort", () => {
+  if (stdinUsed) process.stdin.destroy();
+});
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {
     controller.abort();
@@ -24,7 +29,12 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 
 process.exitCode = await run(process.argv.slice(2), {
   // Touch process.stdin only when a command reads `-`: creating it can hold a TTY open.
-  stdin: { [Symbol.asyncIterator]: () => process.stdin[Symbol.asyncIterator]() },
+  stdin: {
+    [Symbol.asyncIterator]: () => {
+      stdinUsed = true;
+      return process.stdin[Symbol.asyncIterator]();
+    },
+  },
   stdout: process.stdout,
   stderr: process.stderr,
   signal: controller.signal,

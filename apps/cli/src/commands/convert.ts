@@ -136,7 +136,12 @@ async function* metered(
       yield r.value;
     }
   } finally {
-    await it.return?.();
+    const closing = it.return?.();
+    // A pending read (stdin with no data coming) holds the source's return() back until the read
+    // settles, so after an abort we do not wait for it; the owner of the source unblocks it
+    // (main.ts destroys stdin on a signal).
+    if (signal?.aborted) closing?.catch(() => {});
+    else await closing;
   }
 }
 
