@@ -49,6 +49,27 @@ export async function withLoopMount<T>(imagePath: string, opts: LoopMountOptions
   }
 }
 
+/**
+ * Attaches `imagePath` read-only to a free loop device limited to `sizelimit` bytes (so tools
+ * such as e2fsck see exactly the ext4 bytes of a VHD without a copy), runs `fn(device)` and
+ * detaches in `finally`.
+ */
+export async function withLoopDevice<T>(imagePath: string, opts: LoopMountOptions, fn: (device: string) => Promise<T>): Promise<T> {
+  const args = ["-r", "--find", "--show"];
+  if (opts.sizelimit !== undefined) args.push("--sizelimit", String(opts.sizelimit));
+  const dev = (await runOk("losetup", [...args, imagePath])).stdout.trim();
+  let failed = false;
+  try {
+    return await fn(dev);
+  } catch (e) {
+    failed = true;
+    throw e;
+  } finally {
+    const d = await run("losetup", ["-d", dev]);
+    if (d.code !== 0 && !failed) throw new Error(`losetup -d ${dev} failed:\n${describeFailure(d)}`);
+  }
+}
+
 /** Loop devices currently backed by `imagePath` (for leak checks in tests). */
 export async function loopDevicesFor(imagePath: string): Promise<string[]> {
   const r = await runOk("losetup", ["-j", imagePath]);
