@@ -13,11 +13,11 @@ import { COMMANDS } from "./commands/index.js";
 import type { CliIO } from "./io.js";
 
 const fake = vi.hoisted(() => ({
-  impl: undefined as undefined | ((input: AsyncIterable<Uint8Array>, out: string, options: ConvertOptions) => Promise<ConvertSummary>),
+  impl: undefined as undefined | ((input: string | AsyncIterable<Uint8Array>, out: string, options: ConvertOptions) => Promise<ConvertSummary>),
 }));
 vi.mock("@lcow/vhd", async (importOriginal) => ({
   ...(await importOriginal<typeof import("@lcow/vhd")>()),
-  convertTar: (input: AsyncIterable<Uint8Array>, out: string, options: ConvertOptions) => {
+  convertTar: (input: string | AsyncIterable<Uint8Array>, out: string, options: ConvertOptions) => {
     if (fake.impl === undefined) throw new Error("no fake convertTar set");
     return fake.impl(input, out, options);
   },
@@ -32,11 +32,13 @@ const SUMMARY: ConvertSummary = {
 
 /** A fake converter that drains its input and records what it was given. */
 function draining(summary: ConvertSummary = SUMMARY) {
-  const calls: { bytes: Buffer; out: string; options: ConvertOptions }[] = [];
+  const calls: { bytes: Buffer; out: string; options: ConvertOptions; path: string | undefined }[] = [];
   fake.impl = async (input, out, options) => {
     const parts: Uint8Array[] = [];
-    for await (const c of input) parts.push(c);
-    calls.push({ bytes: Buffer.concat(parts), out, options });
+    // A file is handed over by path (the library reads it itself); streams are drained.
+    if (typeof input === "string") parts.push(readFileSync(input));
+    else for await (const c of input) parts.push(c);
+    calls.push({ bytes: Buffer.concat(parts), out, options, path: typeof input === "string" ? input : undefined });
     return summary;
   };
   return calls;
@@ -155,6 +157,7 @@ describe("lcow convert: input", () => {
     const data = Buffer.alloc(3 * 2 ** 20 + 7, 0x61);
     writeFileSync(join(dir, "layer.tar.gz"), data);
     expect(await run(["convert", "layer.tar.gz", "-o", "out.vhd"], fakeIO({ cwd: dir }).io)).toBe(0);
+    expect(calls[0]?.path).toBe(join(dir, "layer.tar.gz"));
     expect(calls[0]?.bytes.equals(data)).toBe(true);
   });
 
@@ -305,8 +308,13 @@ describe("lcow convert: output", () => {
 
   it("draws progress on a TTY stderr with a percentage for a sized file, and clears it", async () => {
     writeFileSync(join(dir, "in.tar"), Buffer.alloc(4 * 2 ** 20));
-    fake.impl = async (input) => {
-      for await (const _ of input) await new Promise((r) => setTimeout(r, 120));
+    fake.impl = async (input, _out, options) => {
+      // The library reports tar bytes through onProgress when it reads the file itself.
+      expect(typeof input).toBe("string");
+      for (let mib = 1; mib <= 4; mib++) {
+        options.onProgress?.(mib * 2 ** 20);
+        await new Promise((r) => setTimeout(r, 120));
+      }
       return SUMMARY;
     };
     const t = fakeIO({ cwd: dir, tty: true });

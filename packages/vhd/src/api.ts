@@ -25,6 +25,8 @@ export interface ConvertOptions {
   strict?: boolean;
   /** Called with every warning; if not provided, warnings are dropped. */
   onWarning?: (warning: ConvertWarning) => void;
+  /** Aborts the conversion: it then rejects with code ABORTED and leaves no file behind. */
+  signal?: AbortSignal;
   /** Called now and then with the number of tar bytes consumed so far. */
   onProgress?: (bytesIn: number) => void;
 }

@@ -2,11 +2,12 @@ import { randomBytes } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { ConvertOptions, ConvertSummary } from "./api.js";
-import { decompressAuto } from "./compression.js";
+import { COMPRESSION_SNIFF_BYTES, decompressAuto, detectCompression } from "./compression.js";
 import { VhdError } from "./errors.js";
 import { chsExactSize, fixedVhdFooter, VHD_FOOTER_SIZE } from "./format/vhd-footer.js";
 import { readFileChunks } from "./io/file-source.js";
 import { FileSink } from "./io/sink.js";
+import { open as openFile } from "node:fs/promises";
 import { tarToExt4 } from "./tar-to-ext4.js";
 
 /**
@@ -28,8 +29,8 @@ export async function convertTar(input: string | AsyncIterable<Uint8Array>, outP
     throw new VhdError("IO", `cannot create ${outPath}: ${(err as Error).message}`, { path: outPath, cause: err });
   }
   try {
-    const source = typeof input === "string" ? readFileChunks(input) : input;
-    const result = await tarToExt4(decompressAuto(source), new FileSink(handle, outPath), {
+    const source = typeof input === "string" ? await openTarFile(input) : decompressAuto(input);
+    const result = await tarToExt4(source, new FileSink(handle, outPath), {
       ...options,
       // Sized so that VHD readers that trust the CHS geometry (QEMU for unknown creators,
       // Virtual PC) see exactly the same disk as Hyper-V, which trusts the size field.
@@ -56,4 +57,23 @@ export async function convertTar(input: string | AsyncIterable<Uint8Array>, outP
     }
     throw err;
   }
+}
+
+/**
+ * A tar file as chunks. A plain tar is read into recycled buffers (the converter copies what it
+ * keeps, so no buffer is held past the recycling window); a compressed one goes through the
+ * decompressor with fresh buffers, since the decoder may hold its input longer.
+ */
+async function openTarFile(path: string): Promise<AsyncIterable<Uint8Array>> {
+  const head = new Uint8Array(COMPRESSION_SNIFF_BYTES);
+  let fh;
+  try {
+    fh = await openFile(path, "r");
+    await fh.read(head, 0, head.length, 0);
+  } catch (err) {
+    throw new VhdError("IO", `cannot read ${path}: ${(err as Error).message}`, { path, cause: err });
+  } finally {
+    await fh?.close();
+  }
+  return detectCompression(head) === "none" ? readFileChunks(path, { recycle: true }) : decompressAuto(readFileChunks(path));
 }

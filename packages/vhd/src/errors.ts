@@ -18,6 +18,8 @@ export const VhdErrorCode = {
   FORMAT_INVALID: "FORMAT_INVALID",
   /** A read or write of the operating system failed. */
   IO: "IO",
+  /** The caller aborted the operation (its AbortSignal fired). */
+  ABORTED: "ABORTED",
   /** A tolerated quirk was met while `strict` was on. */
   STRICT: "STRICT",
 } as const;

@@ -26,6 +26,8 @@ export interface TarToExt4Options {
   strict?: boolean;
   onWarning?: (w: ConvertWarning) => void;
   onProgress?: (bytesIn: number) => void;
+  /** Stops the conversion with an ABORTED error, checked between entries and data chunks. */
+  signal?: AbortSignal;
   /** Enlarges the filesystem size (bytes) at close, e.g. to a CHS-exact VHD size. */
   roundSize?: (bytes: number) => number;
 }
@@ -64,7 +66,12 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
   let lastProgress = 0;
 
   try {
+    const signal = options.signal;
+    const checkAbort = () => {
+      if (signal?.aborted) throw new VhdError("ABORTED", "conversion aborted", { offset: reader.position });
+    };
     for (let entry = await reader.next(); entry; entry = await reader.next()) {
+      checkAbort();
       digest.update(`${entry.type}\0${entry.path}\0${entry.linkname}\0${entry.size}\0${entry.mode}\0${entry.uid}\0${entry.gid}\0${entry.mtime.sec}.${entry.mtime.nsec}\0`, "latin1");
       if (entry.mtime.sec > newest) newest = entry.mtime.sec;
       try {
@@ -138,8 +145,10 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
             }
           }
         } else {
-          // Chunks come from the input stream and are never reused: safe to write in place.
-          for (let chunk = await reader.read(); chunk; chunk = await reader.read()) await writer.write(chunk, true);
+          for (let chunk = await reader.read(); chunk; chunk = await reader.read()) {
+            if (options.signal?.aborted) throw new VhdError("ABORTED", "conversion aborted");
+            await writer.write(chunk);
+          }
         }
         await writer.endFile();
         count("file");

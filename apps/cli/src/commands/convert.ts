@@ -3,9 +3,9 @@
 // file only turns flags into options, feeds the input, and reports.
 
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { convertTar, type ConvertOptions, type ConvertSummary } from "@lcow/vhd";
+import { convertTar, detectCompression, isVhdError, type ConvertOptions, type ConvertSummary } from "@lcow/vhd";
 import { parseCommandArgs, parseSize, parseTimestamp, parseUuid, type OptionSpec } from "../args.js";
 import { CliError, UsageError, describeSystemError } from "../errors.js";
 import { formatBytes, formatDuration, formatEntries, mibPerSecond } from "../format.js";
@@ -77,18 +77,33 @@ export interface ConvertJson {
   peakRssBytes: number;
 }
 
-/** Reads a file in 1 MiB pieces: large reads are what keeps the converter near the I/O floor. */
-const READ_CHUNK = 1024 * 1024;
+/** The input named on the command line: a stream (stdin, sample) or a file path. */
+interface Input {
+  /** A file path lets the library read with large, overlapped, recycled reads. */
+  source: string | AsyncIterable<Uint8Array>;
+  /** Tar bytes to expect, for the progress bar; unknown for stdin and compressed files. */
+  size: number | undefined;
+  label: string;
+}
 
-/** Opens the input named on the command line; learns its size when it is a regular file. */
-async function openInput(arg: string, io: CliIO, cwd: string): Promise<{ stream: AsyncIterable<Uint8Array>; size: number | undefined; label: string }> {
-  if (arg === "-") return { stream: io.stdin, size: undefined, label: "<stdin>" };
+/** Opens the input named on the command line; learns its size when it is a plain tar file. */
+async function openInput(arg: string, io: CliIO, cwd: string): Promise<Input> {
+  if (arg === "-") return { source: io.stdin, size: undefined, label: "<stdin>" };
   const path = resolve(cwd, arg);
   try {
     const st = await stat(path);
     if (st.isDirectory()) throw new CliError("IO", `cannot read '${arg}': is a directory (EISDIR)`, arg);
     // Only a regular file's size says how much there is to read; a fifo or /dev/stdin says 0.
-    return { stream: createReadStream(path, { highWaterMark: READ_CHUNK }), size: st.isFile() ? st.size : undefined, label: arg };
+    // Progress counts tar bytes, so a compressed file's size is no total for it.
+    if (!st.isFile()) return { source: createReadStream(path, { highWaterMark: 1 << 20 }), size: undefined, label: arg };
+    const head = new Uint8Array(4);
+    const fh = await open(path, "r");
+    try {
+      await fh.read(head, 0, 4, 0);
+    } finally {
+      await fh.close();
+    }
+    return { source: path, size: detectCompression(head) === "none" ? st.size : undefined, label: arg };
   } catch (err) {
     if (err instanceof CliError) throw err;
     throw new CliError("IO", describeSystemError(err as NodeJS.ErrnoException & { code: string }, ` '${arg}'`).replace("cannot stat", "cannot open"), arg);
@@ -175,8 +190,8 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
     if (typeof values.timestamp === "string") options.timestamp = parseTimestamp(values.timestamp, "--timestamp");
 
     await checkOutput(out, outArg);
-    const input = sample
-      ? { stream: sampleLayer(), size: undefined, label: "<sample>" }
+    const input: Input = sample
+      ? { source: sampleLayer(), size: undefined, label: "<sample>" }
       : await openInput(positionals[0] as string, io, cwd);
 
     const bar = new Progress(io.stderr, { total: input.size });
@@ -186,7 +201,15 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
       io.stderr.write(`warning: ${w.code}: ${w.message}\n`);
     };
     const start = performance.now();
-    const summary = await convertTar(metered(input.stream, (n) => bar.update(n), io.signal), out, options);
+    let source: string | AsyncIterable<Uint8Array>;
+    if (typeof input.source === "string") {
+      source = input.source;
+      options.signal = io.signal;
+      options.onProgress = (n) => bar.update(n);
+    } else {
+      source = metered(input.source, (n) => bar.update(n), io.signal);
+    }
+    const summary = await convertTar(source, out, options);
     const seconds = (performance.now() - start) / 1000;
     bar.done();
     if (json) io.stdout.write(`${JSON.stringify(toJson(summary, out, seconds))}\n`);
@@ -194,7 +217,8 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
     return ExitCode.OK;
   } catch (err) {
     progress?.done();
-    const failure = reportFailure(io, err, json);
+    // The library's ABORTED is our Ctrl-C: same exit status as an interrupted stream.
+    const failure = reportFailure(io, isVhdError(err) && err.code === "ABORTED" ? new CliError("INTERRUPTED", "interrupted") : err, json);
     return failure.code === "INTERRUPTED" ? ExitCode.INTERRUPTED : ExitCode.FAILURE;
   }
 }

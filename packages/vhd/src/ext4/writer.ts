@@ -4,7 +4,8 @@
 // superblock and descriptors are written last. Memory grows with the number of entries (one
 // small object each), never with file sizes.
 import { InvariantError, VhdError } from "../errors.js";
-import { GatherWriter, type VectoredSink } from "../io/gather-writer.js";
+import { BatchWriter } from "../io/batch-writer.js";
+import type { BlockSink } from "../io/sink.js";
 import { DirentType, encodeDirBlocks, EXT4_NAME_LEN, type Dirent } from "../format/dirent.js";
 import { EXTENT_MAX_LEN, type Extent } from "../format/extent.js";
 import { encodeGroupDescInto, GROUP_DESC_SIZE } from "../format/group-desc.js";
@@ -122,7 +123,7 @@ export class Ext4Writer {
   private readonly maxBlocks: number;
   private readonly inlineData: boolean;
   private readonly startBlock: number;
-  private readonly data: GatherWriter;
+  private readonly data: BatchWriter;
   private readonly nodes: Node[] = [];
   private readonly root: Node;
   private open: OpenFile | undefined;
@@ -131,7 +132,7 @@ export class Ext4Writer {
   private closed = false;
 
   constructor(
-    private readonly sink: VectoredSink,
+    private readonly sink: BlockSink,
     options: Ext4WriterOptions = {},
   ) {
     this.maxDiskSize = options.maxDiskSize ?? DEFAULT_MAX_DISK_SIZE;
@@ -141,7 +142,7 @@ export class Ext4Writer {
     this.maxBlocks = Math.min(MAX_BLOCKS, Math.floor(this.maxDiskSize / BLOCK_SIZE));
     this.inlineData = options.inlineData ?? false;
     this.startBlock = reservedStartBlocks(this.maxDiskSize);
-    this.data = new GatherWriter(sink, this.startBlock * BLOCK_SIZE);
+    this.data = new BatchWriter(sink, this.startBlock * BLOCK_SIZE);
     this.root = new Node(FileMode.S_IFDIR | 0o755, 0, 0, { sec: 0, nsec: 0 });
     this.root.implicit = true;
     this.root.children = new Map();
@@ -193,18 +194,15 @@ export class Ext4Writer {
     this.open = { node, streaming, end: 0, tailBlock: -1, tailLen: 0 };
   }
 
-  /**
-   * Appends data to the open file. With `stable`, the caller promises never to modify `chunk`
-   * again, which lets large chunks be written without a copy.
-   */
-  async write(chunk: Uint8Array, stable = false): Promise<void> {
+  /** Appends data to the open file; `chunk` is copied before this resolves. */
+  async write(chunk: Uint8Array): Promise<void> {
     this.check();
     const f = this.open;
     if (!f) throw new InvariantError("write without an open file");
     if (!f.streaming) return this.writeAt(f.end, chunk);
     if (f.end + chunk.length > f.node.size) throw new InvariantError(`write past the declared size ${f.node.size}`);
     try {
-      await this.data.append(chunk, stable);
+      await this.data.append(chunk);
       f.end += chunk.length;
     } catch (err) {
       throw this.fail(err);
