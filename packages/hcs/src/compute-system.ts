@@ -169,9 +169,15 @@ export class ComputeSystem implements AsyncDisposable {
   /**
    * Resolves with the `SystemExitStatus` once the system stopped: `HcsWaitForComputeSystemExit`
    * where exported, the exit notification on vmcompute.dll, else polling `State`.
+   * On computecore.dll a `close()` issued meanwhile waits for this wait to end (exit or timeout);
+   * on vmcompute.dll `close()` ends it with `HANDLE_CLOSED`.
    */
   waitForExit(options?: WaitOptions): Promise<SystemExitStatus> {
-    return this.#use(async () => {
+    if (this.#closing) return Promise.reject(new HcsError("HANDLE_CLOSED", `compute system ${this.id} is closed`, { systemId: this.id }));
+    // Not tracked by close(): a v1 exit wait is a notification, not a native call, and close()
+    // must be able to end it (it rejects with HANDLE_CLOSED). Native waits (v2) are tracked by
+    // the backend, so close() still never releases the handle under HcsWaitForComputeSystemExit.
+    return (async () => {
       const timeoutMs = this.hcs.timeout(options);
       if (this.hcs.backend.optional.waitForSystemExit) {
         const doc = await this.hcs.backend.waitForExit(this.#handle, timeoutMs);
@@ -185,7 +191,7 @@ export class ComputeSystem implements AsyncDisposable {
         if (Date.now() >= deadline) throw new HcsError("TIMEOUT", `compute system ${this.id} did not exit within ${timeoutMs} ms`, { systemId: this.id });
         await delay(Math.min(options?.pollIntervalMs ?? 250, Math.max(1, deadline - Date.now())));
       }
-    });
+    })();
   }
 
   /** Starts a process in the system (`HcsCreateProcess`). Close the returned process when done. */
