@@ -2,7 +2,7 @@
 // It runs the pipeline against a stand-in converter (GNU tar + mkfs.ext4 -d) and shows that the
 // pipeline passes on a correct image and fails, naming the field, on a deliberately corrupted one.
 // The stand-in is not an oracle for the real converter; it only proves the comparator works.
-import { open, readFile, writeFile } from "node:fs/promises";
+import { open, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -10,7 +10,7 @@ import {
   qemuVirtualSize, run, runOk, specGeometry, verifyConversion, vhdChecks, withLoopMount, withTempDir,
   type Converter, type ExpectedEntry, type Manifest, type ManifestEntry,
 } from "./harness/index.js";
-import { fixtures } from "./fixtures/index.js";
+import { fixtures, sparseChecks } from "./fixtures/index.js";
 
 const standIn = (workDir: string, after?: (img: string) => Promise<void>): Converter => async (tar, out, o) => {
   await convertWithMkfs(tar, out, workDir, { vhd: o.vhd ?? true });
@@ -31,7 +31,7 @@ describe("harness self-test: stand-in converter (mkfs.ext4 -d)", () => {
     it(`passes every check on a correct image (${name})`, () =>
       withTempDir("selftest", async (dir) => {
         const tar = await fixture(name).build(dir);
-        const r = await verifyConversion(tar, { workDir: dir, converter: standIn(dir), crossCheckDebugfs: true, expected: undefined });
+        const r = await verifyConversion(tar, { workDir: dir, converter: standIn(dir), crossCheckDebugfs: true });
         expect(r.actual.entries.length).toBeGreaterThan(20);
       }));
   }
@@ -200,6 +200,15 @@ describe("harness self-test: comparator on tampered manifests", () => {
   });
 });
 
+describe("harness self-test: sparse check", () => {
+  it("fails when a hole is allocated", async () => {
+    const e = (path: string, blocks: number): ManifestEntry => ({ path, type: "file", mode: 0o644, uid: 0, gid: 0, mtimeNs: "0", nlink: 1, ino: 1, blocks, xattrs: {} });
+    const ctx = (b: number) => ({ imagePath: "", expected: { entries: [] }, actual: { entries: [e("sparse-1g", b), e("sparse-many", 16), e("sparse-tail-hole", 8)] } });
+    await sparseChecks(ctx(16));
+    await expect(sparseChecks(ctx(2 * 1024 * 1024))).rejects.toThrow(/sparse-1g must not allocate its holes/);
+  });
+});
+
 describe("harness self-test: loop mounts", () => {
   it("unmounts and detaches when the callback throws", () =>
     withTempDir("loop", async (dir) => {
@@ -215,6 +224,5 @@ describe("harness self-test: loop mounts", () => {
       expect((await run("mountpoint", ["-q", seen])).code).not.toBe(0);
       await e2fsckClean(img);
       expect((await manifestViaDebugfs(img, dir)).entries.map((e) => e.path)).toEqual([".", "lost+found"]);
-      void readFile;
     }));
 });

@@ -1,4 +1,5 @@
 // Read-only loop mounts that are always torn down, also when the callback throws.
+import { existsSync } from "node:fs";
 import { mkdtemp, rmdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +8,14 @@ import { run, runOk, describeFailure } from "./exec.js";
 export interface LoopMountOptions {
   /** Bytes of the file the loop device exposes (the ext4 part of a VHD: file size - 512). */
   sizelimit?: number;
+}
+
+/**
+ * True when this process can loop-mount (root and a loop-control device). Where it cannot,
+ * verifyConversion compares through debugfs instead (issue 3: "where a mount is impossible").
+ */
+export function canLoopMount(): boolean {
+  return process.getuid?.() === 0 && existsSync("/dev/loop-control");
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { convertTar, type ConvertOptions, type ConvertSummary } from "../../src/index.js";
 import { e2fsckClean } from "./e2fsck.js";
 import { expectedTree } from "./expected.js";
-import { withLoopMount } from "./loop.js";
+import { canLoopMount, withLoopMount } from "./loop.js";
 import { assertTreesEqual, compareTrees, manifestOf, type ExpectedEntry, type Manifest } from "./manifest.js";
 import { manifestViaDebugfs } from "./debugfs.js";
 import { filesDiffer, vhdChecks, VHD_FOOTER_SIZE, type VhdCheckResult } from "./vhd.js";
@@ -34,7 +34,7 @@ export interface VerifyOptions {
   converter?: Converter;
   /** Convert a second time and require byte-identical output. If not provided, true. */
   determinism?: boolean;
-  /** Compare through a loop mount (true) or through debugfs (false). If not provided, true. */
+  /** Compare through a loop mount (true) or through debugfs (false). If not provided, a mount when `canLoopMount()`. */
   mount?: boolean;
   /** Also build the debugfs manifest and require it to equal the mounted one (exercises the fallback). */
   crossCheckDebugfs?: boolean;
@@ -90,7 +90,7 @@ export async function verifyConversion(tarPath: string, opts: VerifyOptions): Pr
   await rm(join(opts.workDir, "expected"), { recursive: true, force: true });
 
   let actual: Manifest;
-  if (opts.mount ?? true) {
+  if (opts.mount ?? canLoopMount()) {
     actual = await withLoopMount(imagePath, { sizelimit: ext4Bytes }, async (mountPoint) => {
       const m = await manifestOf(mountPoint);
       assertTreesEqual(expected, m, `${tarPath} (mounted)`);
