@@ -303,19 +303,19 @@ export class ComputecoreBackend implements HcsBackend {
     return s.calls.track(this.#run(name, s.id, timeoutMs, (op) => callAsync<number>(this.#f[name], s.handle, op, null))).then(() => undefined);
   }
 
-  start(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async start(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#systemCall("HcsStartComputeSystem", system, timeoutMs);
   }
-  shutdown(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async shutdown(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#systemCall("HcsShutDownComputeSystem", system, timeoutMs);
   }
-  terminate(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async terminate(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#systemCall("HcsTerminateComputeSystem", system, timeoutMs);
   }
-  pause(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async pause(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#systemCall("HcsPauseComputeSystem", system, timeoutMs);
   }
-  resume(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async resume(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#systemCall("HcsResumeComputeSystem", system, timeoutMs);
   }
 
@@ -355,7 +355,8 @@ export class ComputecoreBackend implements HcsBackend {
   }
 
   closeSystem(system: BackendSystem): Promise<void> {
-    if (!(system instanceof V2System)) throw new HcsError("INVALID_ARGUMENT", "this handle belongs to the other HCS library (vmcompute.dll)");
+    // Reject rather than throw, like every other backend call.
+    if (!(system instanceof V2System)) return Promise.reject(new HcsError("INVALID_ARGUMENT", "this handle belongs to the other HCS library (vmcompute.dll)"));
     system.closed ??= (async () => {
       await system.calls.drain();
       await callAsync<void>(this.#f.HcsCloseComputeSystem, system.handle);
@@ -434,7 +435,7 @@ export class ComputecoreBackend implements HcsBackend {
   }
 
   closeProcess(process: BackendProcess): Promise<void> {
-    if (!(process instanceof V2Process)) throw new HcsError("INVALID_ARGUMENT", "this process handle belongs to the other HCS library (vmcompute.dll)");
+    if (!(process instanceof V2Process)) return Promise.reject(new HcsError("INVALID_ARGUMENT", "this process handle belongs to the other HCS library (vmcompute.dll)"));
     process.closed ??= (async () => {
       await process.calls.drain();
       // The caller owns the pipe handles HCS created (spec 2.2).

@@ -418,19 +418,19 @@ export class VmcomputeBackend implements HcsBackend {
     return s;
   }
 
-  start(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async start(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#pending(this.#system(system), "HcsStartComputeSystem", V1_NOTIFICATION.SystemStartCompleted, timeoutMs);
   }
-  shutdown(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async shutdown(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#pending(this.#system(system), "HcsShutdownComputeSystem", V1_NOTIFICATION.SystemExited, timeoutMs);
   }
-  terminate(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async terminate(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#pending(this.#system(system), "HcsTerminateComputeSystem", V1_NOTIFICATION.SystemExited, timeoutMs);
   }
-  pause(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async pause(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#pending(this.#system(system), "HcsPauseComputeSystem", V1_NOTIFICATION.SystemPauseCompleted, timeoutMs);
   }
-  resume(system: BackendSystem, timeoutMs: number): Promise<void> {
+  async resume(system: BackendSystem, timeoutMs: number): Promise<void> {
     return this.#pending(this.#system(system), "HcsResumeComputeSystem", V1_NOTIFICATION.SystemResumeCompleted, timeoutMs);
   }
 
@@ -461,7 +461,8 @@ export class VmcomputeBackend implements HcsBackend {
   }
 
   closeSystem(system: BackendSystem): Promise<void> {
-    if (!(system instanceof V1System)) throw new HcsError("INVALID_ARGUMENT", "this handle belongs to the other HCS library (computecore.dll)");
+    // Reject rather than throw, like every other backend call.
+    if (!(system instanceof V1System)) return Promise.reject(new HcsError("INVALID_ARGUMENT", "this handle belongs to the other HCS library (computecore.dll)"));
     system.closed ??= (async () => {
       await system.calls.drain();
       if (system.callbackHandle) {
@@ -545,7 +546,7 @@ export class VmcomputeBackend implements HcsBackend {
   }
 
   closeProcess(process: BackendProcess): Promise<void> {
-    if (!(process instanceof V1Process)) throw new HcsError("INVALID_ARGUMENT", "this process handle belongs to the other HCS library (computecore.dll)");
+    if (!(process instanceof V1Process)) return Promise.reject(new HcsError("INVALID_ARGUMENT", "this process handle belongs to the other HCS library (computecore.dll)"));
     process.closed ??= (async () => {
       await process.calls.drain();
       for (const h of [process.stdio.stdin, process.stdio.stdout, process.stdio.stderr]) if (h) this.#closeHandle(h);

@@ -156,14 +156,14 @@ describe("computecore: errors", () => {
     expect(bad.events).toHaveLength(1);
     const doc = buildLcowUtilityVm({ kernelPath: KERNEL }) as unknown as Record<string, unknown>;
     const both = { ...doc, Container: {} };
-    const err = await expectHcsError(hcs.createComputeSystem("bad-schema", both), "INVALID_DOCUMENT", HRESULT.ERROR_INVALID_DATA);
+    const err = await expectHcsError(hcs.createComputeSystem("bad-schema", JSON.stringify(both)), "INVALID_DOCUMENT", HRESULT.ERROR_INVALID_DATA);
     expect(err.win32OrHresult).toBe(0xd);
     expect(err.message).toMatch(/exactly one of Container, VirtualMachine or HostedSystem/);
     const typo = JSON.parse(JSON.stringify(doc)) as { VirtualMachine: { ComputeTopology: { Memory: Record<string, unknown> } } };
     typo.VirtualMachine.ComputeTopology.Memory["SizeInMb"] = 1024;
-    await expectHcsError(hcs.createComputeSystem("bad-field", typo), "INVALID_DOCUMENT", HRESULT.ERROR_INVALID_DATA);
+    await expectHcsError(hcs.createComputeSystem("bad-field", JSON.stringify(typo)), "INVALID_DOCUMENT", HRESULT.ERROR_INVALID_DATA);
     shim.setSchemaVersion(2, 0);
-    await expectHcsError(hcs.createComputeSystem("too-new", doc), "INVALID_DOCUMENT", HRESULT.ERROR_INVALID_DATA);
+    await expectHcsError(hcs.createComputeSystem("too-new", JSON.stringify(doc)), "INVALID_DOCUMENT", HRESULT.ERROR_INVALID_DATA);
   });
 
   it("create without GrantVmAccess fails in the operation result, and the pending handle is closed", async () => {
