@@ -54,14 +54,15 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
     if (options.strict) throw new VhdError("STRICT", `${w.message} (strict mode)`, { path: w.path });
     options.onWarning?.(w);
   };
-  const reader = new TarReader(source, { onWarning: warn });
+  // The UUID default is a digest of every header: cheap (no file data) and deterministic.
+  const digest = createHash("sha256");
+  const reader = new TarReader(source, { onWarning: warn, onHeaderBytes: (b) => digest.update(b) });
   const writer = new Ext4Writer(sink, { maxDiskSize: options.maxDiskSize, inlineData: options.inlineData });
   const maxDiskSize = options.maxDiskSize ?? 128 * 2 ** 30;
   const counts: Record<string, number> = {};
   const count = (kind: string) => {
     counts[kind] = (counts[kind] ?? 0) + 1;
   };
-  const digest = createHash("sha256");
   let newest = 0;
   let lastProgress = 0;
 
@@ -72,7 +73,6 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
     };
     for (let entry = await reader.next(); entry; entry = await reader.next()) {
       checkAbort();
-      digest.update(`${entry.type}\0${entry.path}\0${entry.linkname}\0${entry.size}\0${entry.mode}\0${entry.uid}\0${entry.gid}\0${entry.mtime.sec}.${entry.mtime.nsec}\0`, "latin1");
       if (entry.mtime.sec > newest) newest = entry.mtime.sec;
       try {
         await applyEntry(entry);

@@ -7,7 +7,7 @@ import { InvariantError, VhdError } from "../errors.js";
 import { BatchWriter } from "../io/batch-writer.js";
 import type { BlockSink } from "../io/sink.js";
 import { DirentType, encodeDirBlocks, EXT4_NAME_LEN, type Dirent } from "../format/dirent.js";
-import { EXTENT_MAX_LEN, type Extent } from "../format/extent.js";
+import { encodeExtentNodeInto, EXTENT_MAX_LEN, extentCapacity, type Extent } from "../format/extent.js";
 import { encodeGroupDescInto, GROUP_DESC_SIZE } from "../format/group-desc.js";
 import {
   encodeDevice,
@@ -449,8 +449,12 @@ export class Ext4Writer {
     pushRun(node.extents!, logical, physical, count);
   }
 
-  /** Builds the node's extent tree; index and leaf blocks (if any) follow its data. */
+  /**
+   * Builds the node's extent tree when its extents overflow the inode (index and leaf blocks
+   * follow its data); a root that fits i_block is encoded when the inode table is written.
+   */
   private async finishExtents(node: Node): Promise<void> {
+    if ((node.extents?.length ?? 0) <= ROOT_EXTENTS) return;
     const first = this.data.position / BLOCK_SIZE;
     const tree = buildExtentTree(node.extents ?? [], BLOCK_SIZE, makeCounter(first));
     if (first + tree.nodes.length > this.maxBlocks) throw this.diskFull();
@@ -514,8 +518,10 @@ export class Ext4Writer {
     const xattrBlockOf = new Map<Node, number>();
     const blocksByContent = new Map<string, { block: number; refs: Node[]; attrs: Xattr[] }>();
     for (const n of live) {
+      const inlineFile = n.inline !== undefined && n.type === FileMode.S_IFREG;
+      if (!n.xattrs && !inlineFile) continue;
       const attrs: Xattr[] = [...(n.xattrs ?? [])].map(([name, value]) => ({ name, value }));
-      if (n.inline && n.type === FileMode.S_IFREG) attrs.push({ name: "system.data", value: new Uint8Array(0) });
+      if (inlineFile) attrs.push({ name: "system.data", value: new Uint8Array(0) });
       if (attrs.length === 0) continue;
       const { inInode, inBlock } = splitXattrs(attrs, n, showNode(n));
       if (inInode.length > 0) inodeXattrs.set(n, encodeInodeXattrs(inInode, INODE_SIZE - INODE_XATTR_OFFSET));
@@ -582,12 +588,13 @@ export class Ext4Writer {
     await this.data.append(inodeBitmaps);
 
     const table = new Uint8Array(geo.inodesPerGroup * INODE_SIZE);
+    const tableView = new DataView(table.buffer);
     for (let g = 0; g < geo.groups; g++) {
       table.fill(0);
       const first = g * geo.inodesPerGroup + 1;
       for (let i = 0; i < geo.inodesPerGroup; i++) {
         const node = byIno[first + i];
-        if (node) this.encodeNode(node, table, i * INODE_SIZE, inodeXattrs.get(node), xattrBlockOf.get(node));
+        if (node) this.encodeNode(node, table, tableView, i * INODE_SIZE, inodeXattrs.get(node), xattrBlockOf.get(node));
       }
       await this.data.append(table);
     }
@@ -676,7 +683,7 @@ export class Ext4Writer {
     return this.inlineData && live.some((n) => n.inline !== undefined && n.type === FileMode.S_IFREG);
   }
 
-  private encodeNode(n: Node, table: Uint8Array, offset: number, xattrArea: Uint8Array | undefined, xattrBlock: number | undefined): void {
+  private encodeNode(n: Node, table: Uint8Array, view: DataView, offset: number, xattrArea: Uint8Array | undefined, xattrBlock: number | undefined): void {
     let flags = 0;
     let block: Uint8Array;
     const type = n.type;
@@ -688,7 +695,7 @@ export class Ext4Writer {
       block = n.inline;
       if (type === FileMode.S_IFREG) flags |= InodeFlag.INLINE_DATA;
     } else {
-      block = n.treeRoot ?? emptyExtentRoot();
+      block = n.treeRoot ?? this.encodeRoot(n.extents ?? []);
       flags |= InodeFlag.EXTENTS;
     }
     const blocks = n.dataBlocks + n.treeBlocks + (xattrBlock === undefined ? 0 : 1);
@@ -714,7 +721,17 @@ export class Ext4Writer {
       },
       table,
       offset,
+      view,
     );
+  }
+
+  private readonly rootScratch = new Uint8Array(I_BLOCK_SIZE);
+
+  /** Encodes a root that fits i_block into a scratch buffer (copied into the table right away). */
+  private encodeRoot(extents: readonly Extent[]): Uint8Array {
+    this.rootScratch.fill(0);
+    encodeExtentNodeInto(extents, 0, this.rootScratch, 0, I_BLOCK_SIZE);
+    return this.rootScratch;
   }
 
   private check(): void {
@@ -730,12 +747,8 @@ export class Ext4Writer {
 const DOT = Buffer.from(".");
 const DOTDOT = Buffer.from("..");
 const EMPTY_XATTR_AREA = new Uint8Array(INODE_SIZE - INODE_XATTR_OFFSET);
-let emptyRoot: Uint8Array | undefined;
-
-function emptyExtentRoot(): Uint8Array {
-  if (!emptyRoot) emptyRoot = buildExtentTree([], BLOCK_SIZE, () => 0).root;
-  return emptyRoot;
-}
+/** Extents that fit the inode's i_block without a tree block. */
+const ROOT_EXTENTS = extentCapacity(I_BLOCK_SIZE);
 
 /** Adds `count` blocks at `logical` -> `physical` to an extent list, merging with the last extent. */
 function pushRun(extents: Extent[], logical: number, physical: number, count: number): void {

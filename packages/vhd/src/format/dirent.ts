@@ -1,6 +1,7 @@
 // Linear ext4 directory entries (struct ext4_dir_entry_2): inode, rec_len, name_len, file_type,
 // then the name padded to 4 bytes. The last entry of a block stretches to the block's end.
 import { VhdError } from "../errors.js";
+import { copyBytes } from "./bytes.js";
 
 /** file_type values of ext4_dir_entry_2 (the `filetype` feature). */
 export const DirentType = {
@@ -55,6 +56,7 @@ export function encodeDirBlocks(entries: readonly Dirent[], blockSize: number): 
     used += need;
   }
   const out = new Uint8Array(blocks * blockSize);
+  const view = new DataView(out.buffer);
   let blockStart = 0;
   let at = 0;
   let prev = -1;
@@ -62,15 +64,19 @@ export function encodeDirBlocks(entries: readonly Dirent[], blockSize: number): 
     const need = direntSize(d.name.length);
     if (at + need > blockStart + blockSize) {
       // Close the block: the previous entry's rec_len runs to the block's end.
-      new DataView(out.buffer).setUint16(prev + 4, blockStart + blockSize - prev, true);
+      view.setUint16(prev + 4, blockStart + blockSize - prev, true);
       blockStart += blockSize;
       at = blockStart;
     }
-    encodeDirentInto(d, need, out, at);
+    view.setUint32(at, d.inode, true); // inode
+    view.setUint16(at + 4, need, true); // rec_len
+    out[at + 6] = d.name.length; // name_len
+    out[at + 7] = d.fileType; // file_type
+    out.set(d.name, at + DIRENT_HEADER_SIZE);
     prev = at;
     at += need;
   }
-  if (prev >= 0) new DataView(out.buffer).setUint16(prev + 4, blockStart + blockSize - prev, true);
+  if (prev >= 0) view.setUint16(prev + 4, blockStart + blockSize - prev, true);
   return out;
 }
 
@@ -90,7 +96,7 @@ export function decodeDirBlock(block: Uint8Array, blockOffsetForErrors = 0): Dir
       throw new VhdError("FORMAT_INVALID", `directory entry at ${blockOffsetForErrors + at}: bad rec_len ${recLen} (name_len ${nameLen})`);
     }
     if (inode !== 0) {
-      out.push({ inode, fileType: block[at + 7] ?? 0, name: block.slice(at + DIRENT_HEADER_SIZE, at + DIRENT_HEADER_SIZE + nameLen) });
+      out.push({ inode, fileType: block[at + 7] ?? 0, name: copyBytes(block, at + DIRENT_HEADER_SIZE, at + DIRENT_HEADER_SIZE + nameLen) });
     }
     at += recLen;
   }

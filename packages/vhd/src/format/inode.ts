@@ -1,6 +1,7 @@
 // The ext4 on-disk inode (struct ext4_inode), 256 bytes as lcow writes it: the 128-byte base
 // plus 32 extra bytes (i_extra_isize = 32, up to i_projid) and room for in-inode xattrs.
 import { VhdError } from "../errors.js";
+import { copyBytes } from "./bytes.js";
 
 export const INODE_SIZE = 256;
 /** Bytes of the base inode every revision has. */
@@ -86,9 +87,12 @@ export function decodeTime(base: number, extra: number): Ext4Time {
   return { sec: (base | 0) + epoch * 2 ** 32, nsec: extra >>> 2 };
 }
 
-/** Writes the inode into `out` at `offset` (an inode table buffer), INODE_SIZE bytes. */
-export function encodeInodeInto(ino: Inode, out: Uint8Array, offset: number): void {
-  const v = new DataView(out.buffer, out.byteOffset + offset, INODE_SIZE);
+/**
+ * Writes the inode into `out` at `offset` (an inode table buffer), INODE_SIZE bytes. `view`
+ * may be passed as a DataView over all of `out`, to avoid one per inode in a large table.
+ */
+export function encodeInodeInto(ino: Inode, out: Uint8Array, offset: number, view?: DataView): void {
+  const v = new OffsetView(view ?? new DataView(out.buffer, out.byteOffset, out.byteLength), offset);
   const a = encodeTime(ino.atime);
   const c = encodeTime(ino.ctime);
   const m = encodeTime(ino.mtime);
@@ -128,6 +132,20 @@ export function encodeInodeInto(ino: Inode, out: Uint8Array, offset: number): vo
   out.set(ino.xattrArea.subarray(0, INODE_SIZE - INODE_XATTR_OFFSET), offset + INODE_XATTR_OFFSET);
 }
 
+/** A DataView shifted by a fixed offset, so field offsets stay literal in encodeInodeInto. */
+class OffsetView {
+  constructor(
+    private readonly v: DataView,
+    private readonly base: number,
+  ) {}
+  setUint16(at: number, value: number, le: boolean): void {
+    this.v.setUint16(this.base + at, value, le);
+  }
+  setUint32(at: number, value: number, le: boolean): void {
+    this.v.setUint32(this.base + at, value, le);
+  }
+}
+
 export function encodeInode(ino: Inode): Uint8Array {
   const out = new Uint8Array(INODE_SIZE);
   encodeInodeInto(ino, out, 0);
@@ -157,11 +175,11 @@ export function decodeInode(bytes: Uint8Array, offset = 0, inodeSize = INODE_SIZ
     linksCount: v.getUint16(0x1a, true),
     blocks: v.getUint32(0x1c, true) + v.getUint16(0x74, true) * 2 ** 32,
     flags: v.getUint32(0x20, true),
-    block: bytes.slice(offset + 0x28, offset + 0x28 + I_BLOCK_SIZE),
+    block: copyBytes(bytes, offset + 0x28, offset + 0x28 + I_BLOCK_SIZE),
     generation: v.getUint32(0x64, true),
     fileAcl: v.getUint32(0x68, true) + v.getUint16(0x76, true) * 2 ** 32,
     extraIsize,
-    xattrArea: xattrStart < inodeSize ? bytes.slice(offset + xattrStart, offset + inodeSize) : new Uint8Array(0),
+    xattrArea: xattrStart < inodeSize ? copyBytes(bytes, offset + xattrStart, offset + inodeSize) : new Uint8Array(0),
   };
 }
 

@@ -2,6 +2,7 @@
 // whole record in bytes. Values are raw bytes: SCHILY.xattr values are binary
 // (security.capability), so they are never decoded as UTF-8 here.
 import { VhdError } from "../errors.js";
+import { copyBytes } from "./bytes.js";
 
 export interface PaxRecord {
   key: string;
@@ -35,7 +36,7 @@ export function decodePaxRecords(body: Uint8Array, headerOffset = 0): PaxRecord[
     while (eq < recordEnd && body[eq] !== 0x3d) eq++;
     if (eq === recordEnd) throw bad(headerOffset, at, "record has no '='");
     const key = Buffer.from(body.buffer, body.byteOffset + space + 1, eq - space - 1).toString("latin1");
-    records.push({ key, value: body.slice(eq + 1, recordEnd) });
+    records.push({ key, value: copyBytes(body, eq + 1, recordEnd) });
     at += length;
   }
   return records;

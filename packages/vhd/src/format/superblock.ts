@@ -1,6 +1,7 @@
 // The ext4 superblock (struct ext4_super_block in the kernel's fs/ext4/ext4.h): 1024 bytes,
 // little-endian, stored at byte 1024 of the filesystem. Field names follow the kernel's.
 import { VhdError } from "../errors.js";
+import { copyBytes } from "./bytes.js";
 
 export const SUPERBLOCK_OFFSET = 1024;
 export const SUPERBLOCK_SIZE = 1024;
@@ -202,9 +203,9 @@ export function decodeSuperblock(bytes: Uint8Array): Superblock {
     featureCompat: v.getUint32(0x5c, true),
     featureIncompat: v.getUint32(0x60, true),
     featureRoCompat: v.getUint32(0x64, true),
-    uuid: bytes.slice(0x68, 0x78),
+    uuid: copyBytes(bytes, 0x68, 0x78),
     volumeName: new TextDecoder().decode(nul === -1 ? name : name.subarray(0, nul)),
-    hashSeed: bytes.slice(0xec, 0xfc),
+    hashSeed: copyBytes(bytes, 0xec, 0xfc),
     defHashVersion: bytes[0xfc] ?? 0,
     descSize: v.getUint16(0xfe, true),
     mkfsTime: v.getUint32(0x108, true),

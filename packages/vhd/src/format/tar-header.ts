@@ -39,11 +39,12 @@ export interface TarHeader {
   realSize?: number;
 }
 
-function fieldString(block: Uint8Array, offset: number, length: number): string {
+function fieldString(block: Buffer, offset: number, length: number): string {
+  if (block[offset] === 0) return "";
   let end = offset;
   const limit = offset + length;
   while (end < limit && block[end] !== 0) end++;
-  return Buffer.from(block.buffer, block.byteOffset + offset, end - offset).toString("latin1");
+  return block.toString("latin1", offset, end);
 }
 
 /**
@@ -82,16 +83,22 @@ export function decodeNumeric(block: Uint8Array, offset: number, length: number)
   return digits === 0 ? 0 : value;
 }
 
-/** Sum of the header bytes with the checksum field taken as eight spaces: unsigned and signed. */
-export function headerChecksums(block: Uint8Array): { unsigned: number; signed: number } {
-  let unsigned = 0;
-  let signed = 0;
+/** Sum of the header bytes, unsigned, with the checksum field taken as eight spaces. */
+export function headerChecksum(block: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < TAR_BLOCK_SIZE; i++) sum += block[i]!;
+  for (let i = 148; i < 156; i++) sum -= block[i]!;
+  return sum + 8 * 0x20;
+}
+
+/** The same sum with bytes taken as signed, which some old tars (Sun, early GNU) wrote. */
+export function signedHeaderChecksum(block: Uint8Array): number {
+  let sum = 0;
   for (let i = 0; i < TAR_BLOCK_SIZE; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    sum += b > 127 ? b - 256 : b;
   }
-  return { unsigned, signed };
+  return sum;
 }
 
 export function isZeroBlock(block: Uint8Array): boolean {
@@ -127,7 +134,8 @@ function sparseEntries(block: Uint8Array, offset: number, count: number, headerO
  * Decodes a header block. A checksum mismatch or a malformed numeric field is a
  * TAR_HEADER_INVALID error naming `headerOffset`, the byte offset of the block in the stream.
  */
-export function decodeTarHeader(block: Uint8Array, headerOffset = 0): TarHeader {
+export function decodeTarHeader(bytes: Uint8Array, headerOffset = 0): TarHeader {
+  const block = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const num = (offset: number, length: number, field: string, name: string): number => {
     const n = decodeNumeric(block, offset, length);
     if (Number.isNaN(n)) {
@@ -137,11 +145,11 @@ export function decodeTarHeader(block: Uint8Array, headerOffset = 0): TarHeader 
   };
   const rawName = fieldString(block, 0, 100);
   const checksum = decodeNumeric(block, 148, 8);
-  const sums = headerChecksums(block);
-  if (checksum !== sums.unsigned && checksum !== sums.signed) {
+  const unsigned = headerChecksum(block);
+  if (checksum !== unsigned && checksum !== signedHeaderChecksum(block)) {
     throw new VhdError(
       "TAR_HEADER_INVALID",
-      `tar header at offset ${headerOffset} (${JSON.stringify(rawName)}): checksum ${Number.isNaN(checksum) ? "unreadable" : checksum} does not match ${sums.unsigned}`,
+      `tar header at offset ${headerOffset} (${JSON.stringify(rawName)}): checksum ${Number.isNaN(checksum) ? "unreadable" : checksum} does not match ${unsigned}`,
       { offset: headerOffset, path: rawName },
     );
   }
@@ -212,7 +220,7 @@ export function encodeTarHeader(h: Pick<TarHeader, "name" | "mode" | "uid" | "gi
   writeOctal(block, h.devmajor ?? 0, 329, 8);
   writeOctal(block, h.devminor ?? 0, 337, 8);
   writeString(block, h.prefix ?? "", 345, 155);
-  const { unsigned } = headerChecksums(block);
+  const unsigned = headerChecksum(block);
   writeString(block, unsigned.toString(8).padStart(6, "0") + "\u0000 ", 148, 8);
   return block;
 }

@@ -1,6 +1,7 @@
 // The fixed-disk VHD footer of Microsoft's "Virtual Hard Disk Image Format Specification":
 // 512 big-endian bytes after the disk data. A fixed VHD is the raw disk plus this footer.
 import { VhdError } from "../errors.js";
+import { copyBytes } from "./bytes.js";
 
 export const VHD_FOOTER_SIZE = 512;
 export const VHD_COOKIE = "conectix";
@@ -143,7 +144,7 @@ export function decodeVhdFooter(bytes: Uint8Array): VhdFooter {
     geometry: { cylinders: v.getUint16(56, false), heads: bytes[58] ?? 0, sectorsPerTrack: bytes[59] ?? 0 },
     diskType: v.getUint32(60, false),
     checksum,
-    uniqueId: bytes.slice(68, 84),
+    uniqueId: copyBytes(bytes, 68, 84),
     savedState: bytes[84] ?? 0,
   };
 }

@@ -2,6 +2,7 @@
 // values, stored either in the inode after i_extra_isize (behind a 4-byte magic) or in one
 // separate block with a 32-byte header (struct ext4_xattr_header).
 import { VhdError } from "../errors.js";
+import { copyBytes } from "./bytes.js";
 
 export const XATTR_MAGIC = 0xea020000;
 export const XATTR_BLOCK_HEADER_SIZE = 32;
@@ -35,7 +36,7 @@ interface EncodedName {
 export function splitXattrName(name: string): EncodedName {
   for (const [prefix, index] of PREFIXES) {
     if (index === 2 || index === 3 ? name === prefix : name.startsWith(prefix)) {
-      const suffix = Buffer.from(name.slice(prefix.length), "latin1");
+      const suffix = new Uint8Array(Buffer.from(name.slice(prefix.length), "latin1"));
       if (suffix.length > 255) throw new VhdError("TAR_ENTRY_INVALID", `xattr ${name}: name longer than 255 bytes`);
       if (index !== 2 && index !== 3 && suffix.length === 0) break;
       return { index, suffix };
@@ -180,7 +181,7 @@ function decodeEntries(region: Uint8Array, entriesAt: number, valueBase: number,
       throw new VhdError("FORMAT_INVALID", `${where}: entry at ${at} points outside its region`);
     }
     const suffix = region.subarray(at + XATTR_ENTRY_HEADER_SIZE, nameEnd);
-    out.push({ name: joinXattrName(index, suffix), value: size > 0 ? region.slice(valueStart, valueStart + size) : new Uint8Array(0) });
+    out.push({ name: joinXattrName(index, suffix), value: size > 0 ? copyBytes(region, valueStart, valueStart + size) : new Uint8Array(0) });
     at += xattrEntrySize(nameLen);
   }
   return out;

@@ -50,6 +50,8 @@ export interface TarReaderWarning {
 
 export interface TarReaderOptions {
   onWarning?: (w: TarReaderWarning) => void;
+  /** Receives every header block and extension body as read (e.g. to digest the metadata). */
+  onHeaderBytes?: (bytes: Uint8Array) => void;
 }
 
 /** Largest pax or GNU long-name body we accept: real headers are a few KiB. */
@@ -58,6 +60,7 @@ const MAX_EXTENSION_SIZE = 1 << 20;
 export class TarReader {
   private readonly src: ByteSource;
   private readonly warn: (w: TarReaderWarning) => void;
+  private readonly onHeaderBytes: ((bytes: Uint8Array) => void) | undefined;
   private globalPax: PaxRecord[] = [];
   private remaining = 0; // data bytes of the current entry not yet read
   private padding = 0; // zero padding after the current entry's data
@@ -67,6 +70,7 @@ export class TarReader {
   constructor(source: AsyncIterable<Uint8Array>, options: TarReaderOptions = {}) {
     this.src = new ByteSource(source);
     this.warn = options.onWarning ?? (() => {});
+    this.onHeaderBytes = options.onHeaderBytes;
   }
 
   /** Bytes of the stream consumed so far. */
@@ -104,6 +108,7 @@ export class TarReader {
         return null;
       }
       const h = decodeTarHeader(block, offset);
+      this.onHeaderBytes?.(block);
       if (h.size < 0) throw new VhdError("TAR_HEADER_INVALID", `tar header at offset ${offset} (${JSON.stringify(display(h.name))}): negative size ${h.size}`, { offset, path: display(h.name) });
       switch (h.typeflag) {
         case "x":
@@ -129,7 +134,7 @@ export class TarReader {
         case "M":
           throw new VhdError("TAR_ENTRY_INVALID", `tar entry at offset ${offset} (${JSON.stringify(display(h.name))}): multi-volume continuation entries are not supported`, { offset, path: display(h.name) });
       }
-      return this.startEntry(h, offset, firstOffset, longName, longLink, [...this.globalPax, ...(pax ?? [])]);
+      return this.startEntry(h, offset, firstOffset, longName, longLink, pax === undefined ? this.globalPax : [...this.globalPax, ...pax]);
     }
   }
 
@@ -153,6 +158,7 @@ export class TarReader {
   }
 
   private async startEntry(h: TarHeader, offset: number, firstOffset: number, longName: string | undefined, longLink: string | undefined, records: PaxRecord[]): Promise<TarEntry> {
+    if (records.length === 0 && h.typeflag !== "S") return this.plainEntry(h, firstOffset, longName ?? h.name, longLink ?? h.linkname);
     const px = new Map<string, Uint8Array>();
     const xattrs = new Map<string, Uint8Array>();
     const libarchiveXattrs = new Map<string, Uint8Array>();
@@ -218,38 +224,7 @@ export class TarReader {
     }
     if (sparse) validateSparse(sparse, size, dataSize, offset, path);
 
-    let type: TarEntryType;
-    switch (h.typeflag) {
-      case "0":
-      case "7":
-      case "S":
-        type = "file";
-        break;
-      case "1":
-        type = "hardlink";
-        break;
-      case "2":
-        type = "symlink";
-        break;
-      case "3":
-        type = "char";
-        break;
-      case "4":
-        type = "block";
-        break;
-      case "5":
-      case "D": // GNU dumpdir: a directory whose data lists its contents; the list is not needed
-        type = "dir";
-        break;
-      case "6":
-        type = "fifo";
-        break;
-      default:
-        // POSIX: an unknown type is read as a regular file; GNU tar does the same, with a warning.
-        this.warn({ code: "TAR_UNKNOWN_TYPE", message: `tar entry at offset ${offset} has unknown type '${h.typeflag}'; read as a regular file`, path: display(path) });
-        type = "file";
-    }
-    // Old V7 and some writers mark directories only by a trailing slash on a regular file.
+    let type = this.entryType(h, offset, path);
     if (type === "file" && h.typeflag !== "S" && path.endsWith("/")) type = "dir";
 
     const mtime = time("mtime", { sec: h.mtime, nsec: 0 })!;
@@ -278,6 +253,61 @@ export class TarReader {
     return entry;
   }
 
+  /** The common case (no pax records, not sparse), without the maps of the general path. */
+  private plainEntry(h: TarHeader, firstOffset: number, path: string, linkname: string): TarEntry {
+    const type = this.entryType(h, firstOffset, path);
+    const entry: TarEntry = {
+      type,
+      path,
+      linkname,
+      mode: h.mode & 0o7777,
+      uid: h.uid,
+      gid: h.gid,
+      mtime: { sec: h.mtime, nsec: 0 },
+      atime: h.atime ? { sec: h.atime, nsec: 0 } : undefined,
+      ctime: h.ctime ? { sec: h.ctime, nsec: 0 } : undefined,
+      devmajor: h.devmajor,
+      devminor: h.devminor,
+      xattrs: NO_XATTRS,
+      size: type === "file" ? h.size : 0,
+      sparse: undefined,
+      dataSize: h.size,
+      headerOffset: firstOffset,
+    };
+    this.current = entry;
+    this.remaining = h.size;
+    this.padding = (TAR_BLOCK_SIZE - (h.size % TAR_BLOCK_SIZE)) % TAR_BLOCK_SIZE;
+    return entry;
+  }
+
+  private entryType(h: TarHeader, offset: number, path: string): TarEntryType {
+    switch (h.typeflag) {
+      case "0":
+      case "7":
+        // Old V7 and some writers mark directories only by a trailing slash on a regular file.
+        return path.endsWith("/") ? "dir" : "file";
+      case "S":
+        return "file";
+      case "1":
+        return "hardlink";
+      case "2":
+        return "symlink";
+      case "3":
+        return "char";
+      case "4":
+        return "block";
+      case "5":
+      case "D": // GNU dumpdir: a directory whose data lists its contents; the list is not needed
+        return "dir";
+      case "6":
+        return "fifo";
+      default:
+        // POSIX: an unknown type is read as a regular file; GNU tar does the same, with a warning.
+        this.warn({ code: "TAR_UNKNOWN_TYPE", message: `tar entry at offset ${offset} has unknown type '${h.typeflag}'; read as a regular file`, path: display(path) });
+        return path.endsWith("/") ? "dir" : "file";
+    }
+  }
+
   private async finishCurrent(): Promise<void> {
     if (!this.current) return;
     const entry = this.current;
@@ -300,6 +330,7 @@ export class TarReader {
     const padded = Math.ceil(h.size / TAR_BLOCK_SIZE) * TAR_BLOCK_SIZE;
     if (!(await this.src.ensure(padded))) throw truncated(offset, h.name, "in an extension header");
     const body = this.src.take(padded).slice(0, h.size);
+    this.onHeaderBytes?.(body);
     return body;
   }
 
@@ -336,6 +367,8 @@ export class TarReader {
     while (this.src.buffered > 0) this.src.takeSome(this.src.buffered);
   }
 }
+
+const NO_XATTRS: Xattr[] = [];
 
 function mergeGlobal(current: PaxRecord[], records: PaxRecord[]): PaxRecord[] {
   const keys = new Set(records.map((r) => r.key));
