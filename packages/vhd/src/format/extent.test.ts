@@ -17,8 +17,7 @@ describe("extent nodes", () => {
     encodeExtentNodeInto(extents, 0, bytes, 0, 60);
     expect(Buffer.from(bytes.subarray(0, 12)).toString("hex")).toBe("0af30200040000000000" + "0000");
     const node = decodeExtentNode(bytes);
-    expect(node.depth).toBe(0);
-    expect(node.depth === 0 && node.extents).toEqual(extents);
+    expect(node.leaf && node.extents).toEqual(extents);
   });
 
   it("builds index levels when the extents outgrow the inode", () => {
@@ -27,10 +26,10 @@ describe("extent nodes", () => {
     const tree = buildExtentTree(extents, 4096, () => next++);
     expect(tree.nodes).toHaveLength(3); // ceil(1000 / 340) leaves
     const root = decodeExtentNode(tree.root);
-    expect(root.depth).toBe(1);
+    expect(root.header.depth).toBe(1);
     const leaves = tree.nodes.map((n) => decodeExtentNode(n.bytes));
-    expect(leaves.flatMap((l) => (l.depth === 0 ? l.extents : []))).toEqual(extents);
-    expect(root.depth !== 0 && root.indexes.map((i) => i.child)).toEqual([5000, 5001, 5002]);
+    expect(leaves.flatMap((l) => (l.leaf ? l.extents : []))).toEqual(extents);
+    expect(!root.leaf && root.indexes.map((i) => i.child)).toEqual([5000, 5001, 5002]);
   });
 
   it("rejects a bad magic and an entry count above eh_max", () => {

@@ -67,9 +67,8 @@ export function encodeExtentNodeInto(
   }
 }
 
-export type ExtentNode =
-  | { header: ExtentHeader; depth: 0; extents: Extent[] }
-  | { header: ExtentHeader; depth: number; indexes: ExtentIndex[] };
+/** A decoded node: a leaf (depth 0) with extents, or an index node with children. */
+export type ExtentNode = { header: ExtentHeader; leaf: true; extents: Extent[] } | { header: ExtentHeader; leaf: false; indexes: ExtentIndex[] };
 
 /** Decodes a node; a bad magic or an entry count above eh_max is FORMAT_INVALID. */
 export function decodeExtentNode(bytes: Uint8Array, offset = 0, nodeBytes = bytes.length - offset): ExtentNode {
@@ -92,7 +91,5 @@ export function decodeExtentNode(bytes: Uint8Array, offset = 0, nodeBytes = byte
       list.push({ logical, child: v.getUint32(at + 4, true) + v.getUint16(at + 8, true) * 2 ** 32 });
     }
   }
-  return header.depth === 0
-    ? { header, depth: 0, extents: list as Extent[] }
-    : { header, depth: header.depth, indexes: list as ExtentIndex[] };
+  return header.depth === 0 ? { header, leaf: true, extents: list as Extent[] } : { header, leaf: false, indexes: list as ExtentIndex[] };
 }
