@@ -94,8 +94,10 @@ export class TarReader {
       if (firstOffset < 0) firstOffset = offset;
       if (!(await this.src.ensure(TAR_BLOCK_SIZE))) {
         if (this.src.buffered === 0 && firstOffset === offset) {
-          // Input ended on a block boundary without the end marker: GNU tar accepts this.
+          // Input ended on a block boundary without the end marker: GNU tar accepts this with a
+          // warning, and so do we (an error under `strict`: the stream may have been cut short).
           this.finished = true;
+          this.warn({ code: "TAR_NO_END_MARKER", message: `tar stream ended at offset ${offset} without the end-of-archive blocks` });
           return null;
         }
         throw truncated(offset, longName ?? "", "in a header");
