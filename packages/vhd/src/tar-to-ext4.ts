@@ -71,11 +71,15 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
     const checkAbort = () => {
       if (signal?.aborted) throw new VhdError("ABORTED", "conversion aborted", { offset: reader.position });
     };
-    for (let entry = await reader.next(); entry; entry = await reader.next()) {
+    for (;;) {
+      let entry = reader.nextBuffered();
+      if (entry === undefined) entry = await reader.next();
+      if (entry === null) break;
       checkAbort();
       if (entry.mtime.sec > newest) newest = entry.mtime.sec;
       try {
-        await applyEntry(entry);
+        const pending = applyEntry(entry);
+        if (pending) await pending;
       } catch (err) {
         throw withEntryContext(err, entry);
       }
@@ -95,7 +99,8 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
   const { bytes } = await writer.close({ uuid, timestamp, roundSize: options.roundSize });
   return { entries: counts, bytesIn: reader.position, ext4Bytes: bytes, uuid, timestamp };
 
-  async function applyEntry(entry: TarEntry): Promise<void> {
+  /** Applies one entry; returns a promise only when it had to wait (I/O), so small entries cost no await. */
+  function applyEntry(entry: TarEntry): Promise<void> | undefined {
     const path = normalizePath(entry.path, entry, warn);
     const name = path[path.length - 1];
     const meta: NodeMeta = {
@@ -132,35 +137,16 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
         if (entry.size > maxDiskSize) {
           throw new VhdError("EXT4_DISK_FULL", `file of ${entry.size} bytes cannot fit the maximum disk size of ${maxDiskSize} bytes`);
         }
-        await writer.createFile(path, meta, entry.size, entry.sparse !== undefined);
-        if (entry.sparse) {
-          for (const region of entry.sparse) {
-            let at = region.offset;
-            const end = region.offset + region.length;
-            while (at < end) {
-              const chunk = await reader.read(end - at);
-              if (!chunk) throw new VhdError("TAR_TRUNCATED", "data ended inside a sparse region");
-              await writer.writeAt(at, chunk);
-              at += chunk.length;
-            }
-          }
-        } else {
-          for (let chunk = await reader.read(); chunk; chunk = await reader.read()) {
-            if (options.signal?.aborted) throw new VhdError("ABORTED", "conversion aborted");
-            await writer.write(chunk);
-          }
-        }
-        await writer.endFile();
+        writer.createFile(path, meta, entry.size, entry.sparse !== undefined);
         count("file");
-        return;
+        return entry.sparse ? writeSparse(entry) : writeContiguous();
       case "hardlink":
         writer.link(normalizePath(entry.linkname, entry, warn), path);
         count("hardlink");
         return;
       case "symlink":
-        await writer.symlink(path, entry.linkname, meta);
         count("symlink");
-        return;
+        return writer.symlink(path, entry.linkname, meta);
       case "char":
       case "block":
       case "fifo":
@@ -168,6 +154,39 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
         count(entry.type);
         return;
     }
+  }
+
+  /** Streams the current entry's data into the open file, awaiting only when it must. */
+  function writeContiguous(): Promise<void> | undefined {
+    for (;;) {
+      const chunk = reader.readBuffered();
+      if (chunk === undefined) return writeContiguousAsync();
+      if (chunk === null) return writer.endFile();
+      const pending = writer.write(chunk);
+      if (pending) return pending.then(writeContiguousAsync);
+    }
+  }
+
+  async function writeContiguousAsync(): Promise<void> {
+    for (let chunk = await reader.read(); chunk; chunk = await reader.read()) {
+      if (options.signal?.aborted) throw new VhdError("ABORTED", "conversion aborted");
+      await writer.write(chunk);
+    }
+    await writer.endFile();
+  }
+
+  async function writeSparse(entry: TarEntry): Promise<void> {
+    for (const region of entry.sparse ?? []) {
+      let at = region.offset;
+      const end = region.offset + region.length;
+      while (at < end) {
+        const chunk = await reader.read(end - at);
+        if (!chunk) throw new VhdError("TAR_TRUNCATED", "data ended inside a sparse region");
+        await writer.writeAt(at, chunk);
+        at += chunk.length;
+      }
+    }
+    await writer.endFile();
   }
 }
 

@@ -170,7 +170,7 @@ export class Ext4Writer {
    * order through `write`, or, for a `sparse` file, through `writeAt` with holes between the
    * pieces; then `endFile`. Data not written reads as zeros.
    */
-  async createFile(path: readonly string[], meta: NodeMeta, size: number, sparse = false): Promise<void> {
+  createFile(path: readonly string[], meta: NodeMeta, size: number, sparse = false): void {
     this.check();
     if (this.open) throw new InvariantError("createFile while a file is open");
     const node = this.newNode(FileMode.S_IFREG, meta);
@@ -194,19 +194,18 @@ export class Ext4Writer {
     this.open = { node, streaming, end: 0, tailBlock: -1, tailLen: 0 };
   }
 
-  /** Appends data to the open file; `chunk` is copied before this resolves. */
-  async write(chunk: Uint8Array): Promise<void> {
+  /**
+   * Appends data to the open file. `chunk` is copied before this returns; a promise is returned
+   * only when the caller must wait for the output to drain, and must then be awaited.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined {
     this.check();
     const f = this.open;
     if (!f) throw new InvariantError("write without an open file");
     if (!f.streaming) return this.writeAt(f.end, chunk);
     if (f.end + chunk.length > f.node.size) throw new InvariantError(`write past the declared size ${f.node.size}`);
-    try {
-      await this.data.append(chunk);
-      f.end += chunk.length;
-    } catch (err) {
-      throw this.fail(err);
-    }
+    f.end += chunk.length;
+    return this.guard(this.data.append(chunk));
   }
 
   /** Writes data of the open (sparse or inline) file at `offset`, never before data already written. */
@@ -257,23 +256,33 @@ export class Ext4Writer {
     }
   }
 
-  /** Finishes the open file: flushes its last partial block and builds its extent tree. */
-  async endFile(): Promise<void> {
+  /** Finishes the open file: pads or flushes its last block and builds its extent tree. */
+  endFile(): Promise<void> | undefined {
     this.check();
     const f = this.open;
     if (!f) throw new InvariantError("endFile without an open file");
-    try {
-      if (f.streaming) {
-        if (f.end !== f.node.size) throw new InvariantError(`endFile after ${f.end} of ${f.node.size} bytes`);
-        await this.data.appendZeros(f.node.dataBlocks * BLOCK_SIZE - f.node.size);
-      } else if (f.tailLen > 0) {
-        await this.flushTail(f);
-      }
-      this.open = undefined;
-      if (!f.node.inline) await this.finishExtents(f.node);
-    } catch (err) {
-      throw this.fail(err);
+    this.open = undefined;
+    const node = f.node;
+    if (f.streaming) {
+      if (f.end !== node.size) throw new InvariantError(`endFile after ${f.end} of ${node.size} bytes`);
+      const padded = this.data.appendZeros(node.dataBlocks * BLOCK_SIZE - node.size);
+      if (padded || (node.extents?.length ?? 0) > ROOT_EXTENTS) return this.guard((async () => {
+        await padded;
+        await this.finishExtents(node);
+      })());
+      return undefined;
     }
+    return this.guard((async () => {
+      if (f.tailLen > 0) await this.flushTail(f);
+      if (!node.inline) await this.finishExtents(node);
+    })());
+  }
+
+  /** Makes a failure of `p` sticky (every later call rethrows it). */
+  private guard(p: Promise<void> | undefined): Promise<void> | undefined {
+    return p?.catch((err: unknown) => {
+      throw this.fail(err);
+    });
   }
 
   /** Creates a symbolic link; targets of 60 bytes or more get a data block. */

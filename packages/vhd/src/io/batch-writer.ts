@@ -31,28 +31,40 @@ export class BatchWriter {
     return this.bufferStart + this.fill;
   }
 
-  /** Appends a copy of `bytes`; resolves once they are buffered, so the caller may reuse them. */
-  async append(bytes: Uint8Array): Promise<void> {
+  /**
+   * Appends a copy of `bytes`. Returns a promise only when the caller must wait (a batch was
+   * handed to the OS and no buffer is free); otherwise the bytes are buffered on return. Either
+   * way the caller may reuse `bytes` afterwards. Callers await the result before appending again.
+   */
+  append(bytes: Uint8Array): Promise<void> | undefined {
     let at = 0;
     while (at < bytes.length) {
       const n = Math.min(bytes.length - at, this.buffer.length - this.fill);
       this.buffer.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), this.fill);
       this.fill += n;
       at += n;
-      if (this.fill === this.buffer.length) await this.submit();
+      if (this.fill === this.buffer.length) {
+        const wait = this.submit();
+        if (wait) return at < bytes.length ? wait.then(() => this.append(bytes.subarray(at))) : wait;
+      }
     }
+    return undefined;
   }
 
-  /** Appends `n` zero bytes. */
-  async appendZeros(n: number): Promise<void> {
+  /** Appends `n` zero bytes; returns a promise only when the caller must wait, as `append`. */
+  appendZeros(n: number): Promise<void> | undefined {
     let left = n;
     while (left > 0) {
       const k = Math.min(left, this.buffer.length - this.fill);
       this.buffer.fill(0, this.fill, this.fill + k);
       this.fill += k;
       left -= k;
-      if (this.fill === this.buffer.length) await this.submit();
+      if (this.fill === this.buffer.length) {
+        const wait = this.submit();
+        if (wait) return left > 0 ? wait.then(() => this.appendZeros(left)) : wait;
+      }
     }
+    return undefined;
   }
 
   /** Skips `n` bytes, leaving a hole in the output (it reads as zeros). */
@@ -69,19 +81,30 @@ export class BatchWriter {
     if (this.failure) throw this.failure;
   }
 
-  private async submit(): Promise<void> {
-    if (this.fill > 0) {
-      const buffer = this.buffer;
-      const done = this.sink.write(buffer.subarray(0, this.fill), this.bufferStart).catch((err: unknown) => {
-        this.failure ??= err;
-      });
-      this.inFlight.push({ done, buffer });
-      this.bufferStart += this.fill;
-      this.fill = 0;
-      if (this.free.length === 0 && this.inFlight.length >= POOL_SIZE - 1) await this.retireOldest();
-      this.buffer = this.free.pop() ?? new Uint8Array(this.batchBytes);
+  /** Hands the filled part of the buffer to the sink and takes a free buffer (waiting for one only if all are in flight). */
+  private submit(): Promise<void> | undefined {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.fill === 0) return undefined;
+    const buffer = this.buffer;
+    const done = this.sink.write(buffer.subarray(0, this.fill), this.bufferStart).catch((err: unknown) => {
+      this.failure ??= err;
+    });
+    this.inFlight.push({ done, buffer });
+    this.bufferStart += this.fill;
+    this.fill = 0;
+    const free = this.free.pop();
+    if (free) {
+      this.buffer = free;
+      return undefined;
     }
-    if (this.failure) throw this.failure;
+    if (this.inFlight.length < POOL_SIZE) {
+      this.buffer = new Uint8Array(this.batchBytes);
+      return undefined;
+    }
+    return this.retireOldest().then(() => {
+      this.buffer = this.free.pop()!;
+      if (this.failure) throw this.failure;
+    });
   }
 
   private async retireOldest(): Promise<void> {

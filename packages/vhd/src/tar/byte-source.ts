@@ -70,6 +70,21 @@ export class ByteSource {
     return this.takeFromHead(Math.min(n, first.length - this.headOffset));
   }
 
+  /** The next `n` bytes if they lie within the first buffered chunk (zero-copy), without consuming them. */
+  peek(n: number): Uint8Array | undefined {
+    if (this.buffered < n) return undefined;
+    const first = this.chunks[this.head]!;
+    return first.length - this.headOffset >= n ? first.subarray(this.headOffset, this.headOffset + n) : undefined;
+  }
+
+  /** Drops `n` bytes if that many are buffered (true), else drops nothing (false). */
+  skipBuffered(n: number): boolean {
+    if (this.buffered < n) return false;
+    let left = n;
+    while (left > 0) left -= this.takeSome(left).length;
+    return true;
+  }
+
   /** Drops `n` bytes, reading as needed; false if the source ends first. */
   async skip(n: number): Promise<boolean> {
     let left = n;

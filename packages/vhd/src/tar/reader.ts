@@ -141,6 +141,42 @@ export class TarReader {
   }
 
   /**
+   * `next()` without waiting, for the common case: the rest of the current entry and the next
+   * header are already buffered and the header is a plain one (no pax, GNU long name or sparse
+   * extension). Returns undefined when `next()` must be used instead; nothing is lost then.
+   */
+  nextBuffered(): TarEntry | null | undefined {
+    if (this.finished) return null;
+    if (this.current) {
+      if (!this.src.skipBuffered(this.remaining + this.padding)) return undefined;
+      this.current = undefined;
+      this.remaining = 0;
+      this.padding = 0;
+    }
+    const block = this.src.peek(TAR_BLOCK_SIZE);
+    if (!block) return undefined;
+    const flag = block[156];
+    // x, g, L, K, S, V, N, M and the end marker take the general path.
+    if (flag === 0x78 || flag === 0x67 || flag === 0x4c || flag === 0x4b || flag === 0x53 || flag === 0x56 || flag === 0x4e || flag === 0x4d || block[0] === 0) return undefined;
+    if (this.globalPax.length > 0) return undefined;
+    const offset = this.src.position;
+    const h = decodeTarHeader(block, offset);
+    if (h.size < 0) return undefined;
+    this.src.skipBuffered(TAR_BLOCK_SIZE);
+    this.onHeaderBytes?.(block);
+    return this.plainEntry(h, offset, h.name, h.linkname);
+  }
+
+  /** `read()` without waiting: a chunk if data is buffered, null at the entry's end, undefined when `read()` must wait. */
+  readBuffered(max = Number.MAX_SAFE_INTEGER): Uint8Array | null | undefined {
+    if (this.remaining === 0) return null;
+    if (this.src.buffered === 0) return undefined;
+    const chunk = this.src.takeSome(Math.min(max, this.remaining));
+    this.remaining -= chunk.length;
+    return chunk;
+  }
+
+  /**
    * The next piece of the current entry's data (at most `max` bytes, zero-copy when possible),
    * or null when the entry's data is exhausted. Truncated input is a TAR_TRUNCATED error.
    */
