@@ -2,7 +2,7 @@
 // container runtime applies when it extracts a layer: names normalised inside the root, the
 // last of repeated entries wins, and OCI whiteouts become overlayfs whiteouts.
 import { createHash } from "node:crypto";
-import type { ConvertWarning } from "./api.js";
+import type { ConvertOptions, ConvertWarning } from "./api.js";
 import { isVhdError, VhdError } from "./errors.js";
 import { Ext4Writer, type NodeMeta } from "./ext4/writer.js";
 import type { Ext4Time } from "./format/inode.js";
@@ -11,23 +11,8 @@ import type { Xattr } from "./format/xattr.js";
 import type { BlockSink } from "./io/sink.js";
 import { display, TarReader, type TarEntry } from "./tar/reader.js";
 
-export interface TarToExt4Options {
-  /** Keep OCI whiteouts as plain files. If not provided, false. */
-  keepWhiteouts?: boolean;
-  /** Store files of at most 60 bytes in the inode. If not provided, false. */
-  inlineData?: boolean;
-  /** Largest filesystem size in bytes. If not provided, 128 GiB. */
-  maxDiskSize?: number;
-  /** Filesystem UUID as text; if not provided, derived from the tar's headers. */
-  uuid?: string;
-  /** Superblock time (seconds); if not provided, the newest mtime in the tar. */
-  timestamp?: number;
-  /** Turn warnings into errors. If not provided, false. */
-  strict?: boolean;
-  onWarning?: (w: ConvertWarning) => void;
-  onProgress?: (bytesIn: number) => void;
-  /** Stops the conversion with an ABORTED error, checked between entries and data chunks. */
-  signal?: AbortSignal;
+/** The converter's options (see `ConvertOptions`) less the container choice, plus sizing. */
+export interface TarToExt4Options extends Omit<ConvertOptions, "vhd"> {
   /** Enlarges the filesystem size (bytes) at close, e.g. to a CHS-exact VHD size. */
   roundSize?: (bytes: number) => number;
 }
