@@ -21,6 +21,12 @@ export interface ConvertOptions {
   uuid?: string;
   /** Seconds since the epoch stamped into the superblock and VHD footer. If not provided, the newest mtime in the input (0 when empty). */
   timestamp?: number;
+  /**
+   * Flush the image to stable storage before renaming it into place, so that a crash never
+   * leaves a renamed but incomplete file. If not provided, false: like `cp` and `tar`, lcow
+   * leaves durability to the caller (a layer store turns this on).
+   */
+  fsync?: boolean;
   /** Turn tolerated quirks (warnings) into errors. If not provided, false. */
   strict?: boolean;
   /** Called with every warning; if not provided, warnings are dropped. */

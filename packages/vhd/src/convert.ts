@@ -44,7 +44,7 @@ export async function convertTar(input: string | AsyncIterable<Uint8Array>, outP
     }
     // Free blocks at the end were never written: extend the file over them as a hole.
     await handle.truncate(imageBytes);
-    if (!process.env.LCOW_NO_SYNC) await handle.sync();
+    if (options.fsync) await handle.sync();
     await handle.close();
     handle = undefined;
     await rename(tmp, outPath);

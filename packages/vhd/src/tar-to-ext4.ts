@@ -182,6 +182,10 @@ const OPAQUE_VALUE = new Uint8Array([0x79]); // "y"
  * empty components skipped, ".." resolved. A name that climbs out of the root is an error.
  */
 export function normalizePath(raw: string, entry: Pick<TarEntry, "path" | "headerOffset">, warn?: (w: ConvertWarning) => void): string[] {
+  // Most names are already clean ("usr/lib/x", maybe "./" in front or "/" behind): split them as they are.
+  let clean = raw.startsWith("./") ? raw.slice(2) : raw;
+  if (clean.endsWith("/")) clean = clean.slice(0, -1);
+  if (clean !== "" && clean[0] !== "/" && !clean.includes("//") && !clean.includes("/.") && !clean.startsWith(".")) return clean.split("/");
   const out: string[] = [];
   if (raw.startsWith("/") && warn) {
     warn({ code: "TAR_ABSOLUTE_PATH", message: `absolute name ${JSON.stringify(display(raw))} taken relative to the root`, path: display(raw) });

@@ -24,6 +24,7 @@ const OPTIONS = {
   uuid: { type: "string" },
   timestamp: { type: "string" },
   strict: { type: "boolean" },
+  fsync: { type: "boolean" },
   json: { type: "boolean" },
   sample: { type: "boolean" },
 } satisfies OptionSpec;
@@ -49,6 +50,7 @@ Options:
       --timestamp <sec>  Superblock and footer time, in seconds since 1970.
                          Default: the newest mtime in the input.
       --strict           Fail on input quirks that are otherwise warnings.
+      --fsync            Flush the image to disk before renaming it into place.
       --json             Print one JSON object on stdout instead of the summary.
   -h, --help             Show this help.
 
@@ -184,6 +186,7 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
       keepWhiteouts: values["keep-whiteouts"] === true,
       inlineData: values["inline-data"] === true,
       strict: values.strict === true,
+      fsync: values.fsync === true,
     };
     if (typeof values["max-size"] === "string") options.maxDiskSize = parseSize(values["max-size"], "--max-size");
     if (typeof values.uuid === "string") options.uuid = parseUuid(values.uuid, "--uuid");

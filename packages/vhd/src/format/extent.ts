@@ -43,7 +43,7 @@ export function encodeExtentNodeInto(
 ): void {
   const max = extentCapacity(nodeBytes);
   if (entries.length > max) throw new RangeError(`extent node holds at most ${max} entries, got ${entries.length}`);
-  const v = new DataView(out.buffer, out.byteOffset + offset, nodeBytes);
+  const v = viewOf(out, offset, nodeBytes);
   v.setUint16(0, EXTENT_MAGIC, true); // eh_magic
   v.setUint16(2, entries.length, true); // eh_entries
   v.setUint16(4, max, true); // eh_max
@@ -92,4 +92,13 @@ export function decodeExtentNode(bytes: Uint8Array, offset = 0, nodeBytes = byte
     }
   }
   return header.depth === 0 ? { header, leaf: true, extents: list as Extent[] } : { header, leaf: false, indexes: list as ExtentIndex[] };
+}
+
+let lastView: DataView | undefined;
+
+/** A DataView for the node; reused while the caller keeps encoding into the same small buffer. */
+function viewOf(out: Uint8Array, offset: number, length: number): DataView {
+  if (lastView && lastView.buffer === out.buffer && lastView.byteOffset === out.byteOffset + offset && lastView.byteLength === length) return lastView;
+  lastView = new DataView(out.buffer, out.byteOffset + offset, length);
+  return lastView;
 }

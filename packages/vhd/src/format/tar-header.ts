@@ -86,7 +86,18 @@ export function decodeNumeric(block: Uint8Array, offset: number, length: number)
 /** Sum of the header bytes, unsigned, with the checksum field taken as eight spaces. */
 export function headerChecksum(block: Uint8Array): number {
   let sum = 0;
-  for (let i = 0; i < TAR_BLOCK_SIZE; i++) sum += block[i]!;
+  if (block.byteOffset % 4 === 0) {
+    // Two bytes per 16-bit lane at a time: 128 words x 2 x 255 stays below 65536 per lane.
+    const words = new Uint32Array(block.buffer, block.byteOffset, TAR_BLOCK_SIZE / 4);
+    let lanes = 0;
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i]!;
+      lanes += (w & 0x00ff00ff) + ((w >>> 8) & 0x00ff00ff);
+    }
+    sum = (lanes & 0xffff) + (lanes >>> 16);
+  } else {
+    for (let i = 0; i < TAR_BLOCK_SIZE; i++) sum += block[i]!;
+  }
   for (let i = 148; i < 156; i++) sum -= block[i]!;
   return sum + 8 * 0x20;
 }
@@ -131,10 +142,11 @@ function sparseEntries(block: Uint8Array, offset: number, count: number, headerO
 }
 
 /**
- * Decodes a header block. A checksum mismatch or a malformed numeric field is a
+ * Decodes a header block (`ownerNames: false` skips uname/gname, which images do not store).
+ * A checksum mismatch or a malformed numeric field is a
  * TAR_HEADER_INVALID error naming `headerOffset`, the byte offset of the block in the stream.
  */
-export function decodeTarHeader(bytes: Uint8Array, headerOffset = 0): TarHeader {
+export function decodeTarHeader(bytes: Uint8Array, headerOffset = 0, ownerNames = true): TarHeader {
   const block = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const num = (offset: number, length: number, field: string, name: string): number => {
     const n = decodeNumeric(block, offset, length);
@@ -168,8 +180,8 @@ export function decodeTarHeader(bytes: Uint8Array, headerOffset = 0): TarHeader 
     typeflag,
     linkname: fieldString(block, 157, 100),
     dialect,
-    uname: dialect === "v7" ? "" : fieldString(block, 265, 32),
-    gname: dialect === "v7" ? "" : fieldString(block, 297, 32),
+    uname: dialect === "v7" || !ownerNames ? "" : fieldString(block, 265, 32),
+    gname: dialect === "v7" || !ownerNames ? "" : fieldString(block, 297, 32),
     devmajor: dialect === "v7" ? 0 : num(329, 8, "devmajor", name),
     devminor: dialect === "v7" ? 0 : num(337, 8, "devminor", name),
     prefix,

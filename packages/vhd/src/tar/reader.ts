@@ -160,7 +160,7 @@ export class TarReader {
     if (flag === 0x78 || flag === 0x67 || flag === 0x4c || flag === 0x4b || flag === 0x53 || flag === 0x56 || flag === 0x4e || flag === 0x4d || block[0] === 0) return undefined;
     if (this.globalPax.length > 0) return undefined;
     const offset = this.src.position;
-    const h = decodeTarHeader(block, offset);
+    const h = decodeTarHeader(block, offset, false);
     if (h.size < 0) return undefined;
     this.src.skipBuffered(TAR_BLOCK_SIZE);
     this.onHeaderBytes?.(block);
