@@ -532,7 +532,7 @@ export class Ext4Writer {
       const attrs: Xattr[] = [...(n.xattrs ?? [])].map(([name, value]) => ({ name, value }));
       if (inlineFile) attrs.push({ name: "system.data", value: new Uint8Array(0) });
       if (attrs.length === 0) continue;
-      const { inInode, inBlock } = splitXattrs(attrs, n, showNode(n));
+      const { inInode, inBlock } = splitXattrs(attrs, showNode(n));
       if (inInode.length > 0) inodeXattrs.set(n, encodeInodeXattrs(inInode, INODE_SIZE - INODE_XATTR_OFFSET));
       if (inBlock.length > 0) {
         const key = inBlock.map((a) => `${a.name}\u0000${Buffer.from(a.value).toString("base64")}`).sort().join("\u0001");
@@ -798,6 +798,8 @@ function applyMeta(node: Node, meta: NodeMeta): void {
       splitXattrName(x.name);
       node.xattrs.set(x.name, x.value);
     }
+    // Fail now, while the caller can still name the entry, if they cannot fit inode + one block.
+    splitXattrs([...node.xattrs].map(([name, value]) => ({ name, value })), "the entry");
   } else if (node.type !== FileMode.S_IFDIR) {
     node.xattrs = undefined;
   }
@@ -847,7 +849,7 @@ function direntType(type: number): number {
  * xattr block: in the kernel's sort order, each goes in the inode while it fits.
  * `system.data` (inline data) must be in the inode.
  */
-function splitXattrs(attrs: Xattr[], node: Node, where: string): { inInode: Xattr[]; inBlock: Xattr[] } {
+function splitXattrs(attrs: Xattr[], where: string): { inInode: Xattr[]; inBlock: Xattr[] } {
   const sorted = attrs
     .map((a) => ({ a, s: splitXattrName(a.name) }))
     .sort((x, y) => (x.a.name === "system.data" ? -1 : y.a.name === "system.data" ? 1 : x.s.index - y.s.index || x.s.suffix.length - y.s.suffix.length || Buffer.compare(x.s.suffix, y.s.suffix)));
@@ -864,7 +866,6 @@ function splitXattrs(attrs: Xattr[], node: Node, where: string): { inInode: Xatt
       inBlock.push(a);
     }
   }
-  void node;
   if (inBlock.length > 0 && XATTR_BLOCK_HEADER_SIZE + xattrRegionSize(inBlock) > BLOCK_SIZE) {
     throw new VhdError("TAR_ENTRY_INVALID", `${where}: extended attributes of ${xattrRegionSize(inBlock)} bytes do not fit one ${BLOCK_SIZE}-byte xattr block`, { path: where });
   }
