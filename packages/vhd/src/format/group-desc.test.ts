@@ -13,6 +13,21 @@ describe("group descriptor", () => {
     expect(decodeGroupDesc(bytes)).toEqual(gd);
   });
 
+  it("reads 64-byte descriptors (64bit feature) as mkfs.ext4 writes them by default", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lcow-gd64-"));
+    try {
+      const image = join(dir, "fs.img");
+      writeFileSync(image, "");
+      execFileSync("mkfs.ext4", ["-q", "-F", "-b", "4096", "-O", "64bit", image, "300M"]);
+      const bytes = readFileSync(image);
+      const gd1 = decodeGroupDesc(bytes, 4096 + 64, 64);
+      const dump = execFileSync("dumpe2fs", [image], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+      expect(dump.slice(dump.indexOf("Group 1:"))).toContain(`Inode table at ${gd1.inodeTable}-`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("reads the table mkfs.ext4 wrote, consistent with dumpe2fs", () => {
     const dir = mkdtempSync(join(tmpdir(), "lcow-gd-"));
     try {

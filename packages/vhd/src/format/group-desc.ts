@@ -4,6 +4,8 @@
 import { VhdError } from "../errors.js";
 
 export const GROUP_DESC_SIZE = 32;
+/** The descriptor size with the 64bit feature (s_desc_size, usually 64). */
+export const GROUP_DESC_SIZE_64 = 64;
 
 /** bg_flags bits. */
 export const GroupFlag = {
@@ -47,20 +49,27 @@ export function encodeGroupDesc(gd: GroupDesc): Uint8Array {
   return out;
 }
 
-export function decodeGroupDesc(bytes: Uint8Array, offset = 0): GroupDesc {
-  if (bytes.length < offset + GROUP_DESC_SIZE) {
+/**
+ * Decodes one descriptor. With `descSize` >= 64 (the 64bit feature) the `_hi` halves at
+ * 0x20.. are added in; lcow writes 32-byte descriptors but reads both.
+ */
+export function decodeGroupDesc(bytes: Uint8Array, offset = 0, descSize = GROUP_DESC_SIZE): GroupDesc {
+  if (bytes.length < offset + descSize) {
     throw new VhdError("FORMAT_INVALID", `ext4 group descriptor at ${offset}: truncated`);
   }
-  const v = new DataView(bytes.buffer, bytes.byteOffset + offset, GROUP_DESC_SIZE);
+  const v = new DataView(bytes.buffer, bytes.byteOffset + offset, descSize);
+  const wide = descSize >= GROUP_DESC_SIZE_64;
+  const hi32 = (at: number) => (wide ? v.getUint32(at, true) * 2 ** 32 : 0);
+  const hi16 = (at: number) => (wide ? v.getUint16(at, true) * 65536 : 0);
   return {
-    blockBitmap: v.getUint32(0x00, true),
-    inodeBitmap: v.getUint32(0x04, true),
-    inodeTable: v.getUint32(0x08, true),
-    freeBlocksCount: v.getUint16(0x0c, true),
-    freeInodesCount: v.getUint16(0x0e, true),
-    usedDirsCount: v.getUint16(0x10, true),
+    blockBitmap: v.getUint32(0x00, true) + hi32(0x20), // bg_block_bitmap_lo/hi
+    inodeBitmap: v.getUint32(0x04, true) + hi32(0x24), // bg_inode_bitmap_lo/hi
+    inodeTable: v.getUint32(0x08, true) + hi32(0x28), // bg_inode_table_lo/hi
+    freeBlocksCount: v.getUint16(0x0c, true) + hi16(0x2c), // bg_free_blocks_count_lo/hi
+    freeInodesCount: v.getUint16(0x0e, true) + hi16(0x2e), // bg_free_inodes_count_lo/hi
+    usedDirsCount: v.getUint16(0x10, true) + hi16(0x30), // bg_used_dirs_count_lo/hi
     flags: v.getUint16(0x12, true),
-    itableUnused: v.getUint16(0x1c, true),
+    itableUnused: v.getUint16(0x1c, true) + hi16(0x32), // bg_itable_unused_lo/hi
     checksum: v.getUint16(0x1e, true),
   };
 }
