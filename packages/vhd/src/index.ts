@@ -3,3 +3,8 @@ export { VhdError, VhdErrorCode, InvariantError, isVhdError } from "./errors.js"
 export { convertTar } from "./convert.js";
 export { readFileChunks, type FileChunksOptions } from "./io/file-source.js";
 export { decompressAuto, detectCompression, type Compression } from "./compression.js";
+export { exportImage, type ExportImageOptions } from "./export.js";
+export { ext4ToTar, type ExportOptions, type ExportSummary } from "./ext4-to-tar.js";
+export { Ext4Reader, type DataRun, type DirEntry } from "./ext4/reader.js";
+export { openImage, FileBlockSource, type BlockSource, type ImageFormat, type OpenedImage } from "./io/block-source.js";
+export type { BlockSink } from "./io/sink.js";

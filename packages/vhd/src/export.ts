@@ -1,0 +1,41 @@
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { Readable, type Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGzip } from "node:zlib";
+import { VhdError } from "./errors.js";
+import { ext4ToTar, type ExportOptions, type ExportSummary } from "./ext4-to-tar.js";
+import { openImage } from "./io/block-source.js";
+
+export interface ExportImageOptions extends ExportOptions {
+  /** Compress the tar with gzip. If not provided, false. */
+  gzip?: boolean;
+}
+
+/**
+ * Exports the ext4 filesystem in an image (raw, fixed VHD or VHDX, detected) as a tar, to a
+ * file (written under a temporary name and renamed into place) or to a stream such as stdout.
+ */
+export async function exportImage(imagePath: string, output: string | Writable, options: ExportImageOptions = {}): Promise<ExportSummary> {
+  const image = await openImage(imagePath);
+  const summary: ExportSummary = { entries: {}, bytesOut: 0 };
+  const tmp = typeof output === "string" ? join(dirname(output), `.${basename(output)}.${randomBytes(6).toString("hex")}.tmp`) : undefined;
+  try {
+    const tar = Readable.from(ext4ToTar(image.source, options, summary), { objectMode: false, highWaterMark: 4 << 20 });
+    const sink = tmp ? createWriteStream(tmp, { flags: "wx" }) : (output as Writable);
+    const stages: NodeJS.ReadWriteStream[] = options.gzip ? [createGzip({ chunkSize: 1 << 20 })] : [];
+    await pipeline([tar, ...stages, sink], tmp ? {} : { end: output !== process.stdout });
+    if (tmp) await rename(tmp, output as string);
+    return summary;
+  } catch (err) {
+    if (tmp) await rm(tmp, { force: true }).catch(() => {});
+    if (err instanceof Error && "code" in err && typeof err.code === "string" && !(err instanceof VhdError) && /^E[A-Z]+$/.test(err.code)) {
+      throw new VhdError("IO", `exporting ${imagePath}: ${err.message}`, { path: imagePath, cause: err });
+    }
+    throw err;
+  } finally {
+    await image.source.close().catch(() => {});
+  }
+}
