@@ -1,8 +1,4 @@
-// VHDX support lands with issue 5; until then opening a VHDX says so.
-import { VhdError } from "../errors.js";
-import type { BlockSource } from "../io/block-source.js";
-
-/** Opens a VHDX file as a read-only disk. */
-export async function openVhdxSource(path: string): Promise<{ source: BlockSource; notes: string[] }> {
-  throw new VhdError("FORMAT_INVALID", `${path}: VHDX images are not supported yet`, { path });
-}
+// VHDX (MS-VHDX): dynamic disks read as a BlockSource and written through a BlockSink.
+export { openVhdxSource, VhdxSource, type VhdxInfo } from "./reader.js";
+export { createVhdx, VhdxSink, type CreateVhdxOptions } from "./writer.js";
+export { findActiveSequence, type VhdxActiveSequence } from "./log-replay.js";
