@@ -36,6 +36,7 @@ process.exitCode = await run(process.argv.slice(2), {
     },
   },
   stdout: process.stdout,
+  stdoutStream: process.stdout,
   stderr: process.stderr,
   signal: controller.signal,
 });

@@ -8,3 +8,4 @@ export { ext4ToTar, type ExportOptions, type ExportSummary } from "./ext4-to-tar
 export { Ext4Reader, type DataRun, type DirEntry } from "./ext4/reader.js";
 export { openImage, FileBlockSource, type BlockSource, type ImageFormat, type OpenedImage } from "./io/block-source.js";
 export type { BlockSink } from "./io/sink.js";
+export { inspectImage, type ImageInspection } from "./inspect.js";

@@ -1,5 +1,7 @@
 import type { Command } from "./command.js";
 import { convertCommand } from "./convert.js";
+import { exportCommand } from "./export.js";
+import { inspectCommand } from "./inspect.js";
 
 export type { Command } from "./command.js";
 
@@ -7,4 +9,4 @@ export type { Command } from "./command.js";
  * Every `lcow` subcommand, in the order `lcow --help` lists them. A new command (`export`,
  * `inspect`, `check`, `sandbox`, ...) is one module exporting a `Command` plus one line here.
  */
-export const COMMANDS: readonly Command[] = [convertCommand];
+export const COMMANDS: readonly Command[] = [convertCommand, exportCommand, inspectCommand];
