@@ -74,7 +74,7 @@ function patchHeader(b: Buffer, index: 0 | 1, edit: (h: ReturnType<typeof decode
   b.set(encodeVhdxHeader(edit(decodeVhdxHeader(b.subarray(at, at + VHDX_HEADER_SIZE)))), at);
 }
 
-const setBat = (b: Buffer, index: number, e: { state: number; fileOffsetMB: number }) => encodeVhdxBatEntry(e, b, BAT + index * 8);
+const setBat = (b: Buffer, index: number, e: { state: number; fileOffsetMB: number }): void => void encodeVhdxBatEntry(e, b, BAT + index * 8);
 const itemOffset = (b: Buffer, id: string) => META + decodeVhdxMetadataTable(b.subarray(META, META + VHDX_METADATA_TABLE_SIZE)).find((e) => e.itemId === id)!.offset;
 
 describe("VHDX bad input", () => {
