@@ -48,14 +48,36 @@ export async function* ext4ToTar(source: BlockSource, options: ExportOptions = {
   const startInode = await reader.readInode(startIno);
   if ((startInode.mode & FileMode.S_IFMT) !== FileMode.S_IFDIR) throw new VhdError("INVALID_ARGUMENT", `export path ${options.path}: not a directory`);
 
+  // Entries are prepared (inode, xattrs, link target, small file contents) a window ahead of
+  // the one being written, so the many small reads of a directory overlap on the thread pool.
+  const prepare = async (ino: number): Promise<Prepared> => {
+    const inode = await reader.readInode(ino);
+    const type = inode.mode & FileMode.S_IFMT;
+    const prepared: Prepared = { inode, type, xattrs: exportXattrs(await reader.xattrs(ino, inode)) };
+    if (type === FileMode.S_IFLNK) prepared.link = await reader.readLink(ino, inode);
+    else if (type === FileMode.S_IFREG) {
+      if (inode.flags & InodeFlag.INLINE_DATA) prepared.data = await reader.inlineData(ino, inode);
+      else {
+        prepared.runs = await reader.dataRuns(ino, inode);
+        const stored = prepared.runs.reduce((n, r) => n + r.length, 0);
+        if (stored === inode.size && inode.size <= SMALL_FILE) {
+          const data = new Uint8Array(inode.size);
+          await Promise.all(prepared.runs.map((r) => reader.readDisk(data.subarray(r.offset, r.offset + r.length), r.diskOffset)));
+          prepared.data = data;
+        }
+      }
+    }
+    return prepared;
+  };
+
   // An explicit stack instead of recursion: deep trees cannot overflow the JS stack.
-  const stack: { prefix: string; entries: { name: string; ino: number }[]; next: number }[] = [];
+  const stack: Frame[] = [];
   const openDir = async (ino: number, inode: Inode, prefix: string) => {
     if (visited.has(ino)) throw new VhdError("FORMAT_INVALID", `ext4: directory inode ${ino} is reachable twice (a cycle in the directory graph) at ${JSON.stringify(prefix)}`);
     visited.add(ino);
     const entries = (await reader.readDir(ino, inode)).map((e) => ({ name: e.name, ino: e.ino }));
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    stack.push({ prefix, entries, next: 0 });
+    stack.push({ prefix, entries, next: 0, ahead: [] });
   };
   if (options.rootEntry ?? true) {
     const xattrs = exportXattrs(await reader.xattrs(startIno, startInode));
@@ -66,16 +88,23 @@ export async function* ext4ToTar(source: BlockSource, options: ExportOptions = {
 
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
-    const item = top.entries[top.next++];
+    const index = top.next++;
+    const item = top.entries[index];
     if (!item) {
       stack.pop();
       continue;
     }
+    for (let j = index; j < Math.min(top.entries.length, index + PREFETCH); j++) {
+      if (!top.ahead[j]) {
+        const p = prepare(top.entries[j]!.ino);
+        p.catch(() => {}); // awaited below when its turn comes; never an unhandled rejection
+        top.ahead[j] = p;
+      }
+    }
+    const { inode, type, xattrs, link, data, runs } = await top.ahead[index]!;
+    top.ahead[index] = undefined;
     const path = top.prefix + item.name;
-    const inode = await reader.readInode(item.ino);
-    const type = inode.mode & FileMode.S_IFMT;
     const base = { mode: inode.mode & 0o7777, uid: inode.uid, gid: inode.gid, mtime: inode.mtime };
-    const xattrs = exportXattrs(await reader.xattrs(item.ino, inode));
 
     if (type === FileMode.S_IFDIR) {
       if (!options.keepLostFound && top.prefix === "" && !options.path && item.name === "lost+found" && (await reader.readDir(item.ino, inode)).length === 0) continue;
@@ -88,15 +117,22 @@ export async function* ext4ToTar(source: BlockSource, options: ExportOptions = {
         count("opaque");
       }
       await openDir(item.ino, inode, `${path}/`);
-    } else if (type !== FileMode.S_IFDIR && inode.linksCount > 1 && links.has(item.ino)) {
+    } else if (inode.linksCount > 1 && links.has(item.ino)) {
       out.push(encodeEntryHeader({ ...base, path, type: "hardlink", size: 0, linkname: links.get(item.ino)! }));
       count("hardlink");
     } else {
       if (inode.linksCount > 1) links.set(item.ino, path);
       if (type === FileMode.S_IFREG) {
-        await writeFile(reader, out, item.ino, inode, { ...base, path, xattrs }, count);
+        if (data) {
+          out.push(encodeEntryHeader({ ...base, path, xattrs, type: "file", size: data.length }));
+          out.push(data);
+          out.pushZeros(tarPadding(data.length));
+          count("file");
+        } else {
+          await writeFile(reader, out, inode, runs ?? [], { ...base, path, xattrs }, count);
+        }
       } else if (type === FileMode.S_IFLNK) {
-        out.push(encodeEntryHeader({ ...base, path, type: "symlink", size: 0, linkname: await reader.readLink(item.ino, inode), xattrs }));
+        out.push(encodeEntryHeader({ ...base, path, type: "symlink", size: 0, linkname: link ?? "", xattrs }));
         count("symlink");
       } else if (type === FileMode.S_IFCHR || type === FileMode.S_IFBLK) {
         const { major, minor } = reader.device(inode);
@@ -127,23 +163,31 @@ export async function* ext4ToTar(source: BlockSource, options: ExportOptions = {
   }
 }
 
-async function writeFile(
-  reader: Ext4Reader,
-  out: ChunkBuffer,
-  ino: number,
-  inode: Inode,
-  base: Omit<TarWriteEntry, "type" | "size">,
-  count: (kind: string) => void,
-): Promise<void> {
-  if (inode.flags & InodeFlag.INLINE_DATA) {
-    const data = await reader.inlineData(ino, inode);
-    out.push(encodeEntryHeader({ ...base, type: "file", size: data.length }));
-    out.push(data);
-    out.pushZeros(tarPadding(data.length));
-    count("file");
-    return;
-  }
-  const runs = await reader.dataRuns(ino, inode);
+/** What is read of an entry ahead of writing it. */
+interface Prepared {
+  inode: Inode;
+  type: number;
+  xattrs: Xattr[];
+  link?: string;
+  /** The whole content of a small non-sparse (or inline) file. */
+  data?: Uint8Array;
+  runs?: DataRun[];
+}
+
+interface Frame {
+  prefix: string;
+  entries: { name: string; ino: number }[];
+  next: number;
+  ahead: (Promise<Prepared> | undefined)[];
+}
+
+/** Entries prepared ahead of the one being written. */
+const PREFETCH = 32;
+/** Files up to this size are read whole while prepared. */
+const SMALL_FILE = 256 << 10;
+
+/** A large or sparse file: header, then its data read run by run into the output chunks. */
+async function writeFile(reader: Ext4Reader, out: ChunkBuffer, inode: Inode, runs: DataRun[], base: Omit<TarWriteEntry, "type" | "size">, count: (kind: string) => void): Promise<void> {
   const stored = runs.reduce((s, r) => s + r.length, 0);
   const sparse = stored < inode.size;
   if (sparse) {

@@ -11,6 +11,7 @@ import { decodeDevice, decodeInode, FileMode, GOOD_OLD_INODE_SIZE, I_BLOCK_SIZE,
 import { decodeSuperblock, IncompatFeature, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, type Superblock } from "../format/superblock.js";
 import { decodeInodeXattrs, decodeXattrBlock, type Xattr } from "../format/xattr.js";
 import type { BlockSource } from "../io/block-source.js";
+import { CachedSource } from "../io/cached-source.js";
 
 /** Incompat features we can read; any other is refused by name. */
 const READABLE_INCOMPAT =
@@ -66,7 +67,10 @@ export class Ext4Reader {
   private readonly descs: GroupDesc[];
 
   private constructor(
+    /** Metadata reads (inode tables, directories, extent and xattr blocks) go through a cache. */
     readonly source: BlockSource,
+    /** File data is read straight from the disk: it is read once, and rarely near other data. */
+    private readonly disk: BlockSource,
     readonly superblock: Superblock,
     descs: GroupDesc[],
   ) {
@@ -76,8 +80,12 @@ export class Ext4Reader {
     this.descs = descs;
   }
 
-  /** Opens the filesystem on `source`; unsupported features and impossible geometry are errors. */
-  static async open(source: BlockSource): Promise<Ext4Reader> {
+  /**
+   * Opens the filesystem on `source`; unsupported features and impossible geometry are errors.
+   * Reads go through a small cache (metadata and small files in 256 KiB chunks).
+   */
+  static async open(disk: BlockSource): Promise<Ext4Reader> {
+    const source = new CachedSource(disk);
     if (source.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) {
       throw new VhdError("FORMAT_INVALID", `ext4: disk of ${source.size} bytes is too small for a superblock`, { offset: 0 });
     }
@@ -128,7 +136,7 @@ export class Ext4Reader {
       }
       descs.push(d);
     }
-    return new Ext4Reader(source, sb, descs);
+    return new Ext4Reader(source, disk, sb, descs);
   }
 
   /** The group descriptor of group `g`. */
@@ -152,7 +160,7 @@ export class Ext4Reader {
     const offset = this.groupDesc(group).inodeTable * this.blockSize + index * this.inodeSize;
     const bytes = new Uint8Array(this.inodeSize);
     await this.source.read(bytes, offset);
-    const inode = decodeInode(bytes, 0, this.inodeSize);
+    const inode = decodeInode(bytes, 0, this.inodeSize, true);
     if (inode.extraIsize > this.inodeSize - GOOD_OLD_INODE_SIZE || inode.extraIsize % 4 !== 0) {
       throw new VhdError("FORMAT_INVALID", `ext4 inode ${ino}: i_extra_isize ${inode.extraIsize} does not fit a ${this.inodeSize}-byte inode`, { offset });
     }
@@ -279,12 +287,15 @@ export class Ext4Reader {
     for (let level = 1; level <= 3 && logical < limit; level++) await walk(v.getUint32((11 + level) * 4, true), level);
   }
 
-  /** Reads `length` bytes of disk at `diskOffset` into `buffer` (bounds-checked against the filesystem). */
-  async readDisk(buffer: Uint8Array, diskOffset: number): Promise<void> {
+  /**
+   * Reads `buffer.length` bytes of disk at `diskOffset` (bounds-checked against the filesystem).
+   * File data goes straight to the disk; `metadata` reads go through the cache.
+   */
+  async readDisk(buffer: Uint8Array, diskOffset: number, metadata = false): Promise<void> {
     if (diskOffset + buffer.length > this.superblock.blocksCount * this.blockSize) {
       throw new VhdError("FORMAT_INVALID", `ext4: read of ${buffer.length} bytes at ${diskOffset} runs past the filesystem`, { offset: diskOffset });
     }
-    await this.source.read(buffer, diskOffset);
+    await (metadata ? this.source : this.disk).read(buffer, diskOffset);
   }
 
   /** The inline data of an inode: i_block then the `system.data` xattr. */
@@ -337,7 +348,7 @@ export class Ext4Reader {
     for (const r of runs) {
       for (let at = 0; at < r.length; at += this.blockSize) {
         const block = new Uint8Array(this.blockSize);
-        await this.readDisk(block, r.diskOffset + at);
+        await this.readDisk(block, r.diskOffset + at, true);
         try {
           add(decodeDirBlock(block, r.diskOffset + at));
         } catch (err) {

@@ -152,8 +152,12 @@ export function encodeInode(ino: Inode): Uint8Array {
   return out;
 }
 
-/** Decodes an inode of `inodeSize` bytes (128 for old filesystems, usually 256). */
-export function decodeInode(bytes: Uint8Array, offset = 0, inodeSize = INODE_SIZE): Inode {
+/**
+ * Decodes an inode of `inodeSize` bytes (128 for old filesystems, usually 256). `block` and
+ * `xattrArea` are copies unless `share` is set (the caller then owns `bytes` and never reuses it).
+ */
+export function decodeInode(bytes: Uint8Array, offset = 0, inodeSize = INODE_SIZE, share = false): Inode {
+  const part = share ? (a: number, b: number) => bytes.subarray(a, b) : (a: number, b: number) => copyBytes(bytes, a, b);
   if (bytes.length < offset + inodeSize || inodeSize < GOOD_OLD_INODE_SIZE) {
     throw new VhdError("FORMAT_INVALID", `ext4 inode at ${offset}: truncated`);
   }
@@ -175,11 +179,11 @@ export function decodeInode(bytes: Uint8Array, offset = 0, inodeSize = INODE_SIZ
     linksCount: v.getUint16(0x1a, true),
     blocks: v.getUint32(0x1c, true) + v.getUint16(0x74, true) * 2 ** 32,
     flags: v.getUint32(0x20, true),
-    block: copyBytes(bytes, offset + 0x28, offset + 0x28 + I_BLOCK_SIZE),
+    block: part(offset + 0x28, offset + 0x28 + I_BLOCK_SIZE),
     generation: v.getUint32(0x64, true),
     fileAcl: v.getUint32(0x68, true) + v.getUint16(0x76, true) * 2 ** 32,
     extraIsize,
-    xattrArea: xattrStart < inodeSize ? copyBytes(bytes, offset + xattrStart, offset + inodeSize) : new Uint8Array(0),
+    xattrArea: xattrStart < inodeSize ? part(offset + xattrStart, offset + inodeSize) : new Uint8Array(0),
   };
 }
 
