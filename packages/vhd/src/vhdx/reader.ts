@@ -179,6 +179,8 @@ export class VhdxSource implements BlockSource {
       return await VhdxSource.validate(handle, path);
     } catch (err) {
       await handle.close().catch(() => {});
+      // The structure decoders know offsets but not the file: name it here, once.
+      if (err instanceof VhdError && err.path === undefined) throw new VhdError(err.code, `${path}: ${err.message}`, { path, offset: err.offset, cause: err });
       throw err;
     }
   }
