@@ -3,6 +3,7 @@
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openImage } from "../src/io/block-source.js";
 import { createVhdx, openVhdxSource, VhdxSource } from "../src/vhdx/index.js";
 import { runOk } from "./harness/exec.js";
 import { makeTempDir } from "./harness/tmp.js";
@@ -62,6 +63,14 @@ describe("VHDX written by createVhdx", () => {
     // Zero batches allocate nothing: 40 MiB disk, 5 batches of 8 MiB, one all zero, one 3 MiB zero prefix.
     expect(source.info.allocatedBlocks).toBeLessThan(40 - 8 - 3 + 1);
     await source.close();
+  });
+
+  it("is recognised by openImage (the block-device abstraction's entry point)", async () => {
+    const image = await openImage(file);
+    expect(image).toMatchObject({ format: "vhdx", notes: [] });
+    expect(image.source.size).toBe(size);
+    expect(firstDiff(await readAll(image.source), model)).toBe(-1);
+    await image.source.close();
   });
 
   it("passes qemu-img check and qemu-img info reports the virtual size", async () => {
