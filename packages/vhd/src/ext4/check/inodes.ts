@@ -359,11 +359,16 @@ async function walkNode(
         continue;
       }
       const dup = ctx.claim(physical, len);
-      if (dup > 0) f.add(C.EXTENT_OVERLAP, S, `extent at logical ${logical} maps blocks ${physical}-${physical + len - 1}, ${dup} of them already used by metadata or another extent`, nodeOffset + at);
       st.blocks += len;
       next.value = Math.max(next.value, logical + len);
       st.end = Math.max(st.end, logical + len);
       if (!uninit) st.lastInit = Math.max(st.lastInit, logical + len - 1);
+      if (dup > 0) {
+        // Kept out of the directory runs: many inodes sharing one long extent would otherwise
+        // make the directory pass read the same blocks again and again.
+        f.add(C.EXTENT_OVERLAP, S, `extent at logical ${logical} maps blocks ${physical}-${physical + len - 1}, ${dup} of them already used by metadata or another extent`, nodeOffset + at);
+        continue;
+      }
       pushRun(st, logical, physical, len);
       continue;
     }
