@@ -9,3 +9,5 @@ export { Ext4Reader, type DataRun, type DirEntry } from "./ext4/reader.js";
 export { openImage, FileBlockSource, type BlockSource, type ImageFormat, type OpenedImage } from "./io/block-source.js";
 export type { BlockSink } from "./io/sink.js";
 export { inspectImage, type ImageInspection } from "./inspect.js";
+export { writeBlankExt4, type BlankExt4Options } from "./blank.js";
+export { createVhdx, openVhdxSource, VhdxSource, type CreateVhdxOptions, type VhdxInfo, type VhdxSink } from "./vhdx/index.js";

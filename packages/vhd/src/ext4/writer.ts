@@ -56,6 +56,16 @@ export interface CloseOptions {
   timestamp: number;
   /** May enlarge the filesystem size in bytes (a multiple of the block size); identity if not provided. */
   roundSize?: (bytes: number) => number;
+  /**
+   * Smallest filesystem size in bytes: the rest is free space, as in a blank sandbox that a
+   * container then writes to. If not provided, the filesystem is just big enough.
+   */
+  minSize?: number;
+  /**
+   * One inode per this many bytes of filesystem (mke2fs's inode_ratio), so that free space
+   * comes with free inodes. If not provided, only the inodes in use (a read-only layer).
+   */
+  bytesPerInode?: number;
 }
 
 /** Metadata of a new node. `mode` holds only permission bits (and setuid/setgid/sticky). */
@@ -553,7 +563,10 @@ export class Ext4Writer {
 
     const dataEnd = this.data.position / BLOCK_SIZE;
     const roundSize = options.roundSize ?? ((b: number) => b);
-    const geo = solveGeometry(dataEnd, inodeCount, (blocks) => Math.ceil(roundSize(blocks * BLOCK_SIZE) / BLOCK_SIZE));
+    const minBlocks = Math.ceil((options.minSize ?? 0) / BLOCK_SIZE);
+    if (minBlocks > this.maxBlocks) throw this.diskFull();
+    const wantInodes = options.bytesPerInode ? Math.max(inodeCount, Math.floor((minBlocks * BLOCK_SIZE) / options.bytesPerInode)) : inodeCount;
+    const geo = solveGeometry(dataEnd, wantInodes, (blocks) => Math.ceil(roundSize(Math.max(blocks, minBlocks) * BLOCK_SIZE) / BLOCK_SIZE));
     if (geo.blocksCount > this.maxBlocks) throw this.diskFull();
     if (geo.gdtBlocks > this.startBlock - 1) throw this.diskFull();
 
@@ -599,8 +612,15 @@ export class Ext4Writer {
     const table = new Uint8Array(geo.inodesPerGroup * INODE_SIZE);
     const tableView = new DataView(table.buffer);
     for (let g = 0; g < geo.groups; g++) {
-      table.fill(0);
       const first = g * geo.inodesPerGroup + 1;
+      if (first > inodeCount) {
+        // A table with no inode in use is all zeros: leave a hole (a sparse file, unallocated
+        // VHDX blocks) instead of writing it. Without uninit_bg, zeros are what the kernel
+        // and e2fsck expect of unused inodes.
+        await this.data.skip(table.length);
+        continue;
+      }
+      table.fill(0);
       for (let i = 0; i < geo.inodesPerGroup; i++) {
         const node = byIno[first + i];
         if (node) this.encodeNode(node, table, tableView, i * INODE_SIZE, inodeXattrs.get(node), xattrBlockOf.get(node));
