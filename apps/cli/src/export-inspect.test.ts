@@ -88,3 +88,19 @@ describe("lcow inspect", () => {
     expect(await run(["inspect", "layer.vhd", "--largest", "x"], io().io)).toBe(2);
   });
 });
+
+describe("lcow check", () => {
+  it("exits 0 on a clean image and 1 with the findings on a damaged one", async () => {
+    const t = io();
+    expect(await run(["check", "layer.vhd"], t.io)).toBe(0);
+    expect(t.out()).toMatch(/layer\.vhd: vhd, clean/);
+    const damaged = join(dir, "damaged.vhd");
+    execFileSync("cp", [join(dir, "layer.vhd"), damaged]);
+    execFileSync("debugfs", ["-w", "-R", "sif /etc links_count 9", damaged], { stdio: "ignore" });
+    const bad = io();
+    expect(await run(["check", "damaged.vhd", "--json"], bad.io)).toBe(1);
+    const report = JSON.parse(bad.out());
+    expect(report.ok).toBe(false);
+    expect(report.findings.map((f: { code: string }) => f.code)).toContain("LINK_COUNT");
+  });
+});

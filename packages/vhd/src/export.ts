@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -23,6 +23,12 @@ export async function exportImage(imagePath: string, output: string | Writable, 
   const summary: ExportSummary = { entries: {}, bytesOut: 0 };
   const tmp = typeof output === "string" ? join(dirname(output), `.${basename(output)}.${randomBytes(6).toString("hex")}.tmp`) : undefined;
   try {
+    if (tmp && !options.gzip) {
+      // A plain file: write each chunk while the next is produced, in recycled buffers.
+      await writeChunks(ext4ToTar(image.source, { ...options, recycle: true }, summary), tmp);
+      await rename(tmp, output as string);
+      return summary;
+    }
     const tar = Readable.from(ext4ToTar(image.source, options, summary), { objectMode: false, highWaterMark: 4 << 20 });
     const sink = tmp ? createWriteStream(tmp, { flags: "wx" }) : (output as Writable);
     const stages: NodeJS.ReadWriteStream[] = options.gzip ? [createGzip({ chunkSize: 1 << 20 })] : [];
@@ -37,5 +43,22 @@ export async function exportImage(imagePath: string, output: string | Writable, 
     throw err;
   } finally {
     await image.source.close().catch(() => {});
+  }
+}
+
+/** Writes the chunks to a new file, one write in flight while the next chunk is produced. */
+async function writeChunks(chunks: AsyncIterable<Uint8Array>, path: string): Promise<void> {
+  const fh = await open(path, "wx");
+  try {
+    let position = 0;
+    let pending: Promise<unknown> | undefined;
+    for await (const chunk of chunks) {
+      await pending;
+      pending = fh.write(chunk, 0, chunk.length, position);
+      position += chunk.length;
+    }
+    await pending;
+  } finally {
+    await fh.close();
   }
 }

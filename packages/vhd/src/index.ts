@@ -11,3 +11,28 @@ export type { BlockSink } from "./io/sink.js";
 export { inspectImage, type ImageInspection } from "./inspect.js";
 export { writeBlankExt4, type BlankExt4Options } from "./blank.js";
 export { createVhdx, openVhdxSource, VhdxSource, type CreateVhdxOptions, type VhdxInfo, type VhdxSink } from "./vhdx/index.js";
+export {
+  checkExt4,
+  checkImage,
+  FindingCode,
+  type CheckOptions,
+  type CheckReport,
+  type CheckStats,
+  type Finding,
+  type FindingSeverity,
+  type ImageCheckReport,
+} from "./ext4/check.js";
+export {
+  createSandbox,
+  SandboxCache,
+  DEFAULT_SANDBOX_SIZE,
+  MIN_SANDBOX_SIZE,
+  MAX_SANDBOX_SIZE,
+  SANDBOX_DIRECTORIES,
+  type CreateSandboxOptions,
+  type SandboxSummary,
+  type SandboxKind,
+  type SandboxCacheOptions,
+  type SandboxCopy,
+  type CopyMethod,
+} from "./sandbox.js";

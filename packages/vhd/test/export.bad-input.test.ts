@@ -103,6 +103,25 @@ describe("export refuses damaged images with a typed error", () => {
     }));
 });
 
+describe("metadata_csum is verified", () => {
+  it("an inode whose checksum does not match (mkfs.ext4 defaults)", () =>
+    withTempDir("bad-csum", async (dir) => {
+      const src = join(dir, "src");
+      await mkdir(src);
+      await makeTree(src, [{ op: "file", path: "f", data: "x" }]);
+      const image = join(dir, "fs.img");
+      await runOk("mkfs.ext4", ["-q", "-F", "-d", src, image, "8M"]);
+      await exportImage(image, join(dir, "ok.tar")); // clean: checksums verify
+      // Change the mode of "f" behind the filesystem's back: its inode checksum no longer matches.
+      const ino = Number((await runOk("debugfs", ["-R", "stat f", image])).stdout.match(/Inode: (\d+)/)![1]);
+      const itable = Number((await runOk("dumpe2fs", [image])).stdout.match(/Inode table at (\d+)/)![1]);
+      const sb = await readFile(image);
+      const blockSize = 1024 << sb.readUInt32LE(1024 + 0x18);
+      const inodeSize = sb.readUInt16LE(1024 + 0x58);
+      await exportFails(await patched(image, itable * blockSize + (ino - 1) * inodeSize, [0xa4, 0x81 ^ 0x01]), "FORMAT_INVALID", /inode \d+: checksum does not match/);
+    }));
+});
+
 describe("export fuzz: mutated images give typed errors only", () => {
   const seconds = Number(process.env.LCOW_FUZZ_SECONDS ?? 4);
   it(`random byte mutations for ${seconds}s`, () =>

@@ -1,7 +1,9 @@
 import type { Command } from "./command.js";
 import { convertCommand } from "./convert.js";
+import { checkCommand } from "./check.js";
 import { exportCommand } from "./export.js";
 import { inspectCommand } from "./inspect.js";
+import { sandboxCommand } from "./sandbox.js";
 
 export type { Command } from "./command.js";
 
@@ -9,4 +11,4 @@ export type { Command } from "./command.js";
  * Every `lcow` subcommand, in the order `lcow --help` lists them. A new command (`export`,
  * `inspect`, `check`, `sandbox`, ...) is one module exporting a `Command` plus one line here.
  */
-export const COMMANDS: readonly Command[] = [convertCommand, exportCommand, inspectCommand];
+export const COMMANDS: readonly Command[] = [convertCommand, exportCommand, inspectCommand, checkCommand];

@@ -12,6 +12,8 @@ import { decodeSuperblock, IncompatFeature, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, 
 import { decodeInodeXattrs, decodeXattrBlock, type Xattr } from "../format/xattr.js";
 import type { BlockSource } from "../io/block-source.js";
 import { CachedSource } from "../io/cached-source.js";
+import { fsChecksumSeed, groupDescChecksum, inodeChecksum, inodeChecksumSeed, inodeStoredChecksum, superblockChecksum } from "./csum.js";
+import { RoCompatFeature } from "../format/superblock.js";
 
 /** Incompat features we can read; any other is refused by name. */
 const READABLE_INCOMPAT =
@@ -73,6 +75,8 @@ export class Ext4Reader {
     private readonly disk: BlockSource,
     readonly superblock: Superblock,
     descs: GroupDesc[],
+    /** The metadata_csum seed when checksums are on (then every inode read is verified). */
+    private readonly csumSeed: number | undefined,
   ) {
     this.blockSize = 1024 << superblock.logBlockSize;
     this.inodeSize = superblock.revLevel === 0 ? GOOD_OLD_INODE_SIZE : superblock.inodeSize;
@@ -93,6 +97,8 @@ export class Ext4Reader {
     await source.read(sbBytes, SUPERBLOCK_OFFSET);
     const sb = decodeSuperblock(sbBytes);
     const bad = (what: string) => new VhdError("FORMAT_INVALID", `ext4 superblock: ${what}`, { offset: SUPERBLOCK_OFFSET });
+    const checksums = (sb.featureRoCompat & RoCompatFeature.METADATA_CSUM) !== 0;
+    if (checksums && superblockChecksum(sbBytes) !== sb.checksum) throw bad(`checksum 0x${sb.checksum.toString(16)} does not match (metadata_csum)`);
     if (sb.logBlockSize > 6) throw bad(`block size 2^${10 + sb.logBlockSize} is impossible`);
     const blockSize = 1024 << sb.logBlockSize;
     const inodeSize = sb.revLevel === 0 ? GOOD_OLD_INODE_SIZE : sb.inodeSize;
@@ -128,15 +134,19 @@ export class Ext4Reader {
     const table = new Uint8Array(gdtBytes);
     await source.read(table, gdtStart);
     const descs: GroupDesc[] = [];
+    const seed = fsChecksumSeed(sb);
     for (let g = 0; g < groups; g++) {
       const d = decodeGroupDesc(table, g * descSize, descSize);
+      if (checksums && groupDescChecksum("crc32c", { seed, uuid: sb.uuid }, g, table.subarray(g * descSize, (g + 1) * descSize), descSize) !== d.checksum) {
+        throw new VhdError("FORMAT_INVALID", `ext4 group descriptor ${g}: checksum 0x${d.checksum.toString(16)} does not match (metadata_csum)`, { offset: gdtStart + g * descSize });
+      }
       const itableBlocks = Math.ceil((sb.inodesPerGroup * inodeSize) / blockSize);
       if (d.inodeTable === 0 || d.inodeTable + itableBlocks > sb.blocksCount) {
         throw new VhdError("FORMAT_INVALID", `ext4 group descriptor ${g}: inode table at block ${d.inodeTable} is outside the filesystem`, { offset: gdtStart + g * descSize });
       }
       descs.push(d);
     }
-    return new Ext4Reader(source, disk, sb, descs);
+    return new Ext4Reader(source, disk, sb, descs, checksums ? seed : undefined);
   }
 
   /** The group descriptor of group `g`. */
@@ -161,6 +171,12 @@ export class Ext4Reader {
     const bytes = new Uint8Array(this.inodeSize);
     await this.source.read(bytes, offset);
     const inode = decodeInode(bytes, 0, this.inodeSize, true);
+    if (this.csumSeed !== undefined) {
+      const want = inodeChecksum(inodeChecksumSeed(this.csumSeed, ino, inode.generation), bytes, this.inodeSize);
+      if (want !== inodeStoredChecksum(bytes, this.inodeSize)) {
+        throw new VhdError("FORMAT_INVALID", `ext4 inode ${ino}: checksum does not match (metadata_csum)`, { offset });
+      }
+    }
     if (inode.extraIsize > this.inodeSize - GOOD_OLD_INODE_SIZE || inode.extraIsize % 4 !== 0) {
       throw new VhdError("FORMAT_INVALID", `ext4 inode ${ino}: i_extra_isize ${inode.extraIsize} does not fit a ${this.inodeSize}-byte inode`, { offset });
     }
