@@ -9,7 +9,14 @@ export interface ConvertWarning {
 }
 
 export interface ConvertOptions {
-  /** Append a 512-byte fixed VHD footer after the ext4 image. If not provided, true. */
+  /**
+   * The image's container: "vhd" (the ext4 filesystem followed by a 512-byte fixed VHD footer,
+   * Docker's layer.vhd), "raw" (the filesystem alone) or "vhdx" (a dynamic VHDX, 1 MiB blocks,
+   * whose virtual disk is the filesystem; its GUIDs derive from the filesystem UUID). If not
+   * provided, "raw" when `vhd` is false, else "vhd".
+   */
+  format?: "vhd" | "raw" | "vhdx";
+  /** Append a 512-byte fixed VHD footer after the ext4 image; `false` means `format: "raw"`. Ignored when `format` is given. If not provided, true. */
   vhd?: boolean;
   /** Keep OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`) as plain files instead of converting them to overlay whiteouts. If not provided, false. */
   keepWhiteouts?: boolean;
@@ -39,12 +46,14 @@ export interface ConvertOptions {
 
 /** What a conversion did. */
 export interface ConvertSummary {
+  /** The container written (always set by `convertTar`; optional only so older hand-made summaries still type-check). */
+  format?: "vhd" | "raw" | "vhdx";
   /** Entries written, by type: file, directory, symlink, hardlink, char, block, fifo, whiteout, opaque. */
   entries: Record<string, number>;
   /** Bytes of tar consumed (after decompression). */
   bytesIn: number;
   /** Size of the ext4 filesystem in bytes. */
   ext4Bytes: number;
-  /** Size of the output file in bytes (ext4 plus the VHD footer when written). */
+  /** Size of the output file in bytes (ext4 plus the VHD footer; for VHDX, the file's length, mostly holes). */
   imageBytes: number;
 }

@@ -5,6 +5,7 @@ import { FileMode } from "./format/inode.js";
 import { CompatFeature, IncompatFeature, RoCompatFeature } from "./format/superblock.js";
 import { VHD_EPOCH_OFFSET } from "./format/vhd-footer.js";
 import { openImage, type ImageFormat } from "./io/block-source.js";
+import { VhdxSource } from "./vhdx/reader.js";
 
 export interface ImageInspection {
   path: string;
@@ -14,6 +15,25 @@ export interface ImageInspection {
     diskSize: number;
     /** For VHD: the footer's fields. */
     vhd?: { creatorApplication: string; creatorHostOs: string; created: string; currentSize: number; geometry: { cylinders: number; heads: number; sectorsPerTrack: number }; uniqueId: string };
+    /** For VHDX: the file's parameters and allocation. */
+    vhdx?: {
+      /** Creator string of the file type identifier. */
+      creator: string;
+      /** Payload block size in bytes. */
+      blockSize: number;
+      logicalSectorSize: number;
+      physicalSectorSize: number;
+      /** The Page 83 Virtual Disk ID, when present. */
+      diskId: string | null;
+      /** Payload blocks in state FULLY_PRESENT, of `totalBlocks`. */
+      allocatedBlocks: number;
+      totalBlocks: number;
+      /** Which header copy is in force (1: at 64 KiB, 2: at 128 KiB), and its sequence number. */
+      header: number;
+      sequenceNumber: string;
+      /** Log entries replayed in memory at open (0 when the log was empty). */
+      replayedLogEntries: number;
+    };
     notes: string[];
   };
   ext4: {
@@ -133,6 +153,7 @@ export async function inspectImage(path: string, options: { largest?: number } =
               },
             }
           : {}),
+        ...(image.source instanceof VhdxSource ? { vhdx: vhdxFields(image.source) } : {}),
         notes: image.notes,
       },
       ext4: {
@@ -156,6 +177,22 @@ export async function inspectImage(path: string, options: { largest?: number } =
   } finally {
     await image.source.close().catch(() => {});
   }
+}
+
+function vhdxFields(source: VhdxSource): NonNullable<ImageInspection["container"]["vhdx"]> {
+  const i = source.info;
+  return {
+    creator: i.creator,
+    blockSize: i.fileParameters.blockSize,
+    logicalSectorSize: i.logicalSectorSize,
+    physicalSectorSize: i.physicalSectorSize,
+    diskId: i.virtualDiskId ?? null,
+    allocatedBlocks: i.allocatedBlocks,
+    totalBlocks: i.geometry.dataBlocksCount,
+    header: i.headerIndex + 1,
+    sequenceNumber: i.header.sequenceNumber.toString(),
+    replayedLogEntries: i.replayedLogEntries,
+  };
 }
 
 function formatUuid(u: Uint8Array): string {

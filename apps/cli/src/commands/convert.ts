@@ -17,6 +17,7 @@ import type { Command } from "./command.js";
 
 const OPTIONS = {
   output: { type: "string", short: "o" },
+  format: { type: "string" },
   "no-vhd": { type: "boolean" },
   "keep-whiteouts": { type: "boolean" },
   "inline-data": { type: "boolean" },
@@ -33,14 +34,18 @@ const USAGE = `Usage: lcow convert <input.tar[.gz|.zst] | -> -o <output.vhd> [op
        lcow convert --sample -o <output.vhd> [options]
 
 Convert a container layer tar to an ext4 filesystem image with a fixed VHD footer
-(the read-only layer.vhd of Docker's lcow driver). The input may be plain, gzip or
-zstd; the compression is detected from its first bytes. '-' reads standard input.
+(the read-only layer.vhd of Docker's lcow driver), or inside a dynamic VHDX with
+--format vhdx. The input may be plain, gzip or zstd; the compression is detected
+from its first bytes. '-' reads standard input.
 
 Options:
   -o, --output <path>    Image to write (required). Written under a temporary name
                          and renamed, so a failure leaves no file behind.
       --sample           Convert a small built-in sample layer instead of <input>.
-      --no-vhd           Write the raw ext4 image, without the 512-byte VHD footer.
+      --format <fmt>     Container of the image: vhd (ext4 + 512-byte fixed VHD
+                         footer), raw (ext4 alone) or vhdx (dynamic VHDX, 1 MiB
+                         blocks, virtual size = the ext4 size). Default: vhd.
+      --no-vhd           Same as --format raw.
       --keep-whiteouts   Keep OCI whiteouts (.wh.*) as plain files instead of
                          turning them into overlay whiteouts and opaque dirs.
       --inline-data      Store files of up to 60 bytes inside their inode.
@@ -69,8 +74,10 @@ export interface ConvertJson {
   bytesIn: number;
   /** Size of the ext4 filesystem. */
   ext4Bytes: number;
-  /** Size of the output file (ext4 plus the VHD footer when written). */
+  /** Size of the output file (ext4 plus the VHD footer when written; a VHDX file's length). */
   imageBytes: number;
+  /** Container written: "vhd", "raw" or "vhdx". */
+  format: "vhd" | "raw" | "vhdx";
   /** Wall time of the conversion, in seconds. */
   seconds: number;
   /** `bytesIn` per second, in MiB (2^20 bytes). */
@@ -177,12 +184,14 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
   const outArg = values.output;
   if (typeof outArg !== "string" || outArg === "") throw new UsageError("missing -o <output>");
 
+  if (values["no-vhd"] === true && typeof values.format === "string" && values.format.toLowerCase() !== "raw") throw new UsageError(`--no-vhd contradicts --format ${values.format}`);
+
   const cwd = io.cwd ?? process.cwd();
   const out = resolve(cwd, outArg);
   let progress: Progress | undefined;
   try {
     const options: ConvertOptions = {
-      vhd: values["no-vhd"] !== true,
+      format: parseFormat(typeof values.format === "string" ? values.format : undefined, values["no-vhd"] === true),
       keepWhiteouts: values["keep-whiteouts"] === true,
       inlineData: values["inline-data"] === true,
       strict: values.strict === true,
@@ -215,8 +224,9 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
     const summary = await convertTar(source, out, options);
     const seconds = (performance.now() - start) / 1000;
     bar.done();
-    if (json) io.stdout.write(`${JSON.stringify(toJson(summary, out, seconds))}\n`);
-    else io.stdout.write(humanSummary(summary, input.label, outArg, seconds, options.vhd !== false));
+    const done = { ...summary, format: summary.format ?? options.format ?? "vhd" };
+    if (json) io.stdout.write(`${JSON.stringify(toJson(done, out, seconds))}\n`);
+    else io.stdout.write(humanSummary(done, input.label, outArg, seconds));
     return ExitCode.OK;
   } catch (err) {
     progress?.done();
@@ -226,7 +236,7 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
-function toJson(s: ConvertSummary, output: string, seconds: number): ConvertJson {
+function toJson(s: Required<ConvertSummary>, output: string, seconds: number): ConvertJson {
   return {
     ok: true,
     output,
@@ -234,6 +244,7 @@ function toJson(s: ConvertSummary, output: string, seconds: number): ConvertJson
     bytesIn: s.bytesIn,
     ext4Bytes: s.ext4Bytes,
     imageBytes: s.imageBytes,
+    format: s.format,
     seconds: round(seconds, 6),
     mibPerSecond: round(mibPerSecond(s.bytesIn, seconds), 3),
     // maxRSS is in KiB on every platform Node supports.
@@ -246,9 +257,18 @@ function round(x: number, digits: number): number {
   return Math.round(x * f) / f;
 }
 
-function humanSummary(s: ConvertSummary, input: string, output: string, seconds: number, vhd: boolean): string {
+/** `--format` (vhd, raw, vhdx, any case); without it, `--no-vhd` means raw. */
+function parseFormat(text: string | undefined, noVhd: boolean): "vhd" | "raw" | "vhdx" {
+  if (text === undefined) return noVhd ? "raw" : "vhd";
+  const format = text.toLowerCase();
+  if (format !== "vhd" && format !== "raw" && format !== "vhdx") throw new CliError("INVALID_ARGUMENT", `invalid --format '${text}': expected vhd, raw or vhdx`);
+  return format;
+}
+
+function humanSummary(s: Required<ConvertSummary>, input: string, output: string, seconds: number): string {
   const rate = mibPerSecond(s.bytesIn, seconds);
-  const layout = vhd ? `ext4 ${formatBytes(s.ext4Bytes)} + 512-byte VHD footer` : "raw ext4, no VHD footer";
+  const layout =
+    s.format === "vhd" ? `ext4 ${formatBytes(s.ext4Bytes)} + 512-byte VHD footer` : s.format === "vhdx" ? `dynamic VHDX holding ext4 ${formatBytes(s.ext4Bytes)}` : "raw ext4, no VHD footer";
   return [
     `converted ${input} -> ${output}`,
     `  entries   ${formatEntries(s.entries)}`,
@@ -262,7 +282,7 @@ function humanSummary(s: ConvertSummary, input: string, output: string, seconds:
 /** The `convert` entry of the command table. */
 export const convertCommand: Command = {
   name: "convert",
-  summary: "Convert a layer tar (plain, gzip or zstd) to an ext4 VHD image",
+  summary: "Convert a layer tar (plain, gzip or zstd) to an ext4 VHD (or VHDX) image",
   usage: USAGE,
   run: runConvert,
 };

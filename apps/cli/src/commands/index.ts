@@ -11,4 +11,4 @@ export type { Command } from "./command.js";
  * Every `lcow` subcommand, in the order `lcow --help` lists them. A new command (`export`,
  * `inspect`, `check`, `sandbox`, ...) is one module exporting a `Command` plus one line here.
  */
-export const COMMANDS: readonly Command[] = [convertCommand, exportCommand, inspectCommand, checkCommand];
+export const COMMANDS: readonly Command[] = [convertCommand, exportCommand, inspectCommand, checkCommand, sandboxCommand];

@@ -53,6 +53,7 @@ function human(i: ImageInspection): string {
     `  container  ${c.format}, file ${formatBytes(c.fileSize)}, disk ${formatBytes(c.diskSize)}`,
   ];
   if (c.vhd) lines.push(`  vhd        creator '${c.vhd.creatorApplication}' on '${c.vhd.creatorHostOs}', created ${c.vhd.created}, CHS ${c.vhd.geometry.cylinders}/${c.vhd.geometry.heads}/${c.vhd.geometry.sectorsPerTrack}`);
+  if (c.vhdx) lines.push(`  vhdx       ${formatBytes(c.vhdx.blockSize)} blocks, ${c.vhdx.allocatedBlocks} of ${c.vhdx.totalBlocks} allocated, ${c.vhdx.logicalSectorSize}/${c.vhdx.physicalSectorSize}-byte sectors, disk id ${c.vhdx.diskId ?? "(none)"}, creator '${c.vhdx.creator}'${c.vhdx.replayedLogEntries > 0 ? `, ${c.vhdx.replayedLogEntries} log entries replayed` : ""}`);
   for (const n of c.notes) lines.push(`  note       ${n}`);
   lines.push(
     `  ext4       uuid ${e.uuid}${e.volumeName ? `, label '${e.volumeName}'` : ""}, ${e.blockSize}-byte blocks, ${e.inodeSize}-byte inodes, ${e.groups} group(s)`,

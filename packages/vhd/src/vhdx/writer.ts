@@ -76,9 +76,18 @@ function isAllZero(b: Uint8Array): boolean {
  * the same file. The first I/O failure is sticky: every later call rejects with it.
  */
 export class VhdxSink implements BlockSink {
-  /** Virtual disk size in bytes. */
-  readonly virtualSize: number;
-  readonly geometry: VhdxBatGeometry;
+  /** Virtual disk size in bytes (changed only by `setVirtualSize`). */
+  get virtualSize(): number {
+    return this.geometry.virtualSize;
+  }
+  /** BAT geometry of the current virtual size. */
+  get geometry(): VhdxBatGeometry {
+    return this.currentGeometry;
+  }
+  private currentGeometry: VhdxBatGeometry;
+  private readonly initialSize: number;
+  /** What the metadata region was made from, so `setVirtualSize` can rewrite it. */
+  private metadata!: { blockSize: number; logicalSectorSize: number; physicalSectorSize: number; virtualDiskId: Guid };
   /** payload block -> FileOffsetMB, allocated blocks only: memory follows the data written, not the disk size. */
   private readonly allocated = new Map<number, number>();
   private readonly sink: FileSink;
@@ -95,8 +104,8 @@ export class VhdxSink implements BlockSink {
     private readonly fsync: boolean,
     geometry: VhdxBatGeometry,
   ) {
-    this.virtualSize = geometry.virtualSize;
-    this.geometry = geometry;
+    this.currentGeometry = geometry;
+    this.initialSize = geometry.virtualSize;
     this.sink = new FileSink(handle, path);
     this.fileEnd = BAT_OFFSET + batLength;
   }
@@ -130,15 +139,14 @@ export class VhdxSink implements BlockSink {
       throw new VhdError("IO", `cannot create ${path}: ${(err as Error).message}`, { path, cause: err });
     }
     const sink = new VhdxSink(handle, path, batLength, unallocatedState, options.fsync ?? false, geometry);
+    sink.metadata = { blockSize, logicalSectorSize, physicalSectorSize, virtualDiskId };
     try {
       // Everything but the BAT's allocated entries is final from here on, so the file is a
       // valid empty disk even if `close()` is never reached.
       const head = new Uint8Array(VHDX_REGION_TABLE_OFFSETS[1] + VHDX_REGION_TABLE_SIZE);
       head.set(encodeVhdxFileIdentifier({ creator: options.creator ?? "lcow" }), 0);
       // Both copies current-looking, the second newer, as after the spec's two-step update (2.2.2.1).
-      VHDX_HEADER_OFFSETS.forEach((at, i) => {
-        head.set(encodeVhdxHeader({ sequenceNumber: BigInt(i + 1), fileWriteGuid, dataWriteGuid, logGuid: ZERO_GUID, logVersion: VHDX_LOG_VERSION, version: VHDX_VERSION, logLength: LOG_LENGTH, logOffset: LOG_OFFSET }), at);
-      });
+      VHDX_HEADER_OFFSETS.forEach((at, i) => head.set(encodeHeader(i, fileWriteGuid, dataWriteGuid), at));
       const regions = encodeVhdxRegionTable({
         entries: [
           { guid: VhdxRegionGuid.BAT, fileOffset: BAT_OFFSET, length: batLength, required: true },
@@ -147,7 +155,7 @@ export class VhdxSink implements BlockSink {
       });
       for (const at of VHDX_REGION_TABLE_OFFSETS) head.set(regions, at);
       await sink.sink.write(head, 0);
-      await sink.sink.write(metadataRegion({ blockSize, virtualSize, logicalSectorSize, physicalSectorSize, virtualDiskId }), METADATA_OFFSET);
+      await sink.sink.write(metadataRegion({ ...sink.metadata, virtualSize }), METADATA_OFFSET);
       if (unallocatedState !== 0) {
         for (let first = 0; first < geometry.totalBatEntries; first += MiB / VHDX_BAT_ENTRY_SIZE) await sink.writeBatSlice(first);
       }
@@ -222,6 +230,65 @@ export class VhdxSink implements BlockSink {
     return p;
   }
 
+  /**
+   * Shrinks the virtual disk to `size` bytes before `close()`, for writers that learn the disk's
+   * size only at the end (the ext4 converter writes into a disk sized for the largest image it
+   * may make). `size` must be a positive multiple of the logical sector size, at most the size
+   * given at creation, and cover every block written so far (INVALID_ARGUMENT otherwise).
+   * The metadata region is rewritten at once; the BAT region keeps the length reserved at
+   * creation (MS-VHDX 2.2.3 only requires it to be large enough), and its entries past the new
+   * size are cleared to NOT_PRESENT. Waits for pending writes; rejects with the sticky error.
+   */
+  async setVirtualSize(size: number): Promise<void> {
+    if (this.closed) throw new InvariantError(`VhdxSink ${this.path}: setVirtualSize after close`);
+    await Promise.allSettled([...this.inflight]);
+    if (this.error !== undefined) throw this.error;
+    const { logicalSectorSize } = this.metadata;
+    const invalid = (why: string): never => {
+      throw new VhdError("INVALID_ARGUMENT", `${this.path}: virtual size ${size} ${why}`, { path: this.path });
+    };
+    if (!Number.isSafeInteger(size) || size <= 0 || size % logicalSectorSize !== 0) invalid(`is not a positive multiple of ${logicalSectorSize}`);
+    if (size > this.initialSize) invalid(`exceeds the ${this.initialSize} bytes the file was created for`);
+    const geometry = vhdxBatGeometry({ virtualSize: size, blockSize: this.geometry.blockSize, logicalSectorSize });
+    for (const block of this.allocated.keys()) {
+      if (block >= geometry.dataBlocksCount) invalid(`would drop payload block ${block}, which holds data`);
+    }
+    const oldEntries = this.geometry.totalBatEntries;
+    this.currentGeometry = geometry;
+    try {
+      await this.sink.write(metadataRegion({ ...this.metadata, virtualSize: size }), METADATA_OFFSET);
+      // Entries past the new disk are outside the BAT a reader walks; clear them anyway so the
+      // file holds no stale ZERO states (only written when unallocatedState is "zero").
+      if (this.unallocatedState !== 0 && oldEntries > geometry.totalBatEntries) {
+        const zeros = new Uint8Array(MiB);
+        for (let at = geometry.totalBatEntries * VHDX_BAT_ENTRY_SIZE, end = oldEntries * VHDX_BAT_ENTRY_SIZE; at < end; at += zeros.length) {
+          await this.sink.write(zeros.subarray(0, Math.min(zeros.length, end - at)), BAT_OFFSET + at);
+        }
+      }
+    } catch (err) {
+      this.error ??= err;
+      throw this.error;
+    }
+  }
+
+  /**
+   * Replaces the FileWriteGuid, DataWriteGuid and Virtual Disk ID with ones derived from `seed`
+   * (as `CreateVhdxOptions.seed` does), for writers that learn their identity only at the end
+   * (the converter derives it from the input). Rewrites both headers and the metadata region.
+   */
+  async setIdentity(seed: string | Uint8Array): Promise<void> {
+    if (this.closed) throw new InvariantError(`VhdxSink ${this.path}: setIdentity after close`);
+    if (this.error !== undefined) throw this.error;
+    this.metadata = { ...this.metadata, virtualDiskId: derivedGuid(seed, "VirtualDiskId") };
+    try {
+      for (const [i, at] of VHDX_HEADER_OFFSETS.entries()) await this.sink.write(encodeHeader(i, derivedGuid(seed, "FileWriteGuid"), derivedGuid(seed, "DataWriteGuid")), at);
+      await this.sink.write(metadataRegion({ ...this.metadata, virtualSize: this.virtualSize }), METADATA_OFFSET);
+    } catch (err) {
+      this.error ??= err;
+      throw this.error;
+    }
+  }
+
   /** Encodes and writes the 1 MiB of BAT holding entry `first` onwards. */
   private async writeBatSlice(first: number): Promise<void> {
     const perSlice = MiB / VHDX_BAT_ENTRY_SIZE;
@@ -264,6 +331,11 @@ export class VhdxSink implements BlockSink {
       await this.handle.close().catch(() => {});
     }
   }
+}
+
+/** Header copy `i` (0 or 1) as we write them: both current-looking, the second newer, no log. */
+function encodeHeader(i: number, fileWriteGuid: Guid, dataWriteGuid: Guid): Uint8Array {
+  return encodeVhdxHeader({ sequenceNumber: BigInt(i + 1), fileWriteGuid, dataWriteGuid, logGuid: ZERO_GUID, logVersion: VHDX_LOG_VERSION, version: VHDX_VERSION, logLength: LOG_LENGTH, logOffset: LOG_OFFSET });
 }
 
 /** The metadata region's used part: table, then the five system items packed from 64 KiB. */
