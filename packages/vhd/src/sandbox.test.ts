@@ -11,12 +11,16 @@ import { isVhdError } from "./errors.js";
 import { Ext4Reader } from "./ext4/reader.js";
 import { openVhdxSource } from "./vhdx/index.js";
 import { createSandbox, DEFAULT_SANDBOX_SIZE, MAX_SANDBOX_SIZE, SandboxCache, type SandboxKind } from "./sandbox.js";
-import { makeTempDir } from "../test/harness/tmp.js";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
 
 const MiB = 2 ** 20;
 let dir: string;
 beforeAll(async () => {
-  dir = await makeTempDir("sandbox-unit");
+  dir = await mkdtemp(join(tmpdir(), "lcow-vhd-sandbox-unit-"));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -209,8 +213,8 @@ describe("SandboxCache", () => {
   // Processes share nothing but the folder: the lock lets one build, the rest find its blank.
   it("builds a blank once when several processes ask for it at the same time", async () => {
     const bundle = join(dir, "sandbox-bundle.mjs");
-    const esbuild = resolve(__dirname, "../../../node_modules/.bin/esbuild");
-    execFileSync(esbuild, [resolve(__dirname, "sandbox.ts"), "--bundle", "--platform=node", "--format=esm", `--outfile=${bundle}`, "--log-level=warning"]);
+    const esbuild = resolve(here, "../../../node_modules/.bin/esbuild");
+    execFileSync(esbuild, [resolve(here, "sandbox.ts"), "--bundle", "--platform=node", "--format=esm", `--outfile=${bundle}`, "--log-level=warning"]);
     const cacheDir = join(dir, "cache-procs");
     const script = `import { SandboxCache } from ${JSON.stringify(bundle)};
 const go = Date.now() + 300; while (Date.now() < go) {} // start together
