@@ -34,6 +34,11 @@ export interface ConvertOptions {
    * leaves durability to the caller (a layer store turns this on).
    */
   fsync?: boolean;
+  /**
+   * Also write a tarsplit record here (temporary name, renamed on success), from which
+   * `reproduceTar` gives back the exact input tar. If not provided, none is written.
+   */
+  tarsplitPath?: string;
   /** Turn tolerated quirks (warnings) into errors. If not provided, false. */
   strict?: boolean;
   /** Called with every warning; if not provided, warnings are dropped. */

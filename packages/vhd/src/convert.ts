@@ -12,6 +12,7 @@ import { VHDX_MAX_VIRTUAL_SIZE } from "./format/vhdx-metadata.js";
 import { createVhdx, type VhdxSink } from "./vhdx/writer.js";
 import { open as openFile } from "node:fs/promises";
 import { tarToExt4, type TarToExt4Result } from "./tar-to-ext4.js";
+import { TarSplitRecorder } from "./tarsplit.js";
 
 /** `ConvertOptions.maxDiskSize` when not provided (the ext4 writer's own default). */
 const DEFAULT_MAX_DISK_SIZE = 128 * 2 ** 30;
@@ -30,18 +31,23 @@ export async function convertTar(input: string | AsyncIterable<Uint8Array>, outP
   const format = imageFormat(options);
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString("hex")}.tmp`);
   const out = format === "vhdx" ? await VhdxOut.create(tmp, outPath, options) : await FileOut.create(tmp, outPath, format === "vhd");
+  const tarsplit = options.tarsplitPath ? new TarSplitRecorder(options.tarsplitPath) : undefined;
   try {
     const source = typeof input === "string" ? await openTarFile(input) : decompressAuto(input);
     const result = await tarToExt4(source, out.sink, {
       ...options,
+      tarsplit,
       // Sized so that VHD readers that trust the CHS geometry (QEMU for unknown creators,
       // Virtual PC) see exactly the same disk as Hyper-V, which trusts the size field.
       roundSize: format === "vhd" ? (bytes) => chsExactSize(bytes) : undefined,
     });
     const imageBytes = await out.finish(result, options.fsync ?? false);
+    // The record first: an image in place always has its record.
+    await tarsplit?.finish();
     await rename(tmp, outPath);
     return { format, entries: result.entries, bytesIn: result.bytesIn, ext4Bytes: result.ext4Bytes, imageBytes };
   } catch (err) {
+    await tarsplit?.abort();
     await out.abandon();
     await rm(tmp, { force: true }).catch(() => {});
     if (err instanceof Error && "code" in err && typeof err.code === "string" && !(err instanceof VhdError) && /^E[A-Z]+$/.test(err.code)) {

@@ -36,3 +36,4 @@ export {
   type SandboxCopy,
   type CopyMethod,
 } from "./sandbox.js";
+export { reproduceTar } from "./tarsplit.js";

@@ -10,9 +10,12 @@ import { vfsAclToExt4 } from "./format/posix-acl.js";
 import type { Xattr } from "./format/xattr.js";
 import type { BlockSink } from "./io/sink.js";
 import { display, TarReader, type TarEntry } from "./tar/reader.js";
+import type { TarSplitRecorder } from "./tarsplit.js";
 
 /** The converter's options (see `ConvertOptions`) less the container choice, plus sizing. */
-export interface TarToExt4Options extends Omit<ConvertOptions, "vhd"> {
+export interface TarToExt4Options extends Omit<ConvertOptions, "vhd" | "tarsplitPath"> {
+  /** Records the tar's split (see tarsplit.ts) while converting. */
+  tarsplit?: TarSplitRecorder;
   /** Enlarges the filesystem size (bytes) at close, e.g. to a CHS-exact VHD size. */
   roundSize?: (bytes: number) => number;
 }
@@ -41,7 +44,17 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
   };
   // The UUID default is a digest of every header: cheap (no file data) and deterministic.
   const digest = createHash("sha256");
-  const reader = new TarReader(source, { onWarning: warn, onHeaderBytes: (b) => digest.update(b) });
+  const split = options.tarsplit;
+  const reader = new TarReader(source, { onWarning: warn, onHeaderBytes: (b) => digest.update(b), onRawBytes: split ? (b) => split.addRaw(b) : undefined });
+  /** Accounts for file data handed to the writer: inline data stays raw in the split, the rest is referenced. */
+  const splitData = split
+    ? (offset: number, chunk: Uint8Array) => (writer.openFileIsInline ? split.addRaw(chunk) : split.addData(offset, chunk.length))
+    : undefined;
+  const endFile = (): Promise<void> | undefined => {
+    const pending = writer.endFile();
+    split?.resolveFile(writer.lastFileExtents());
+    return pending;
+  };
   const writer = new Ext4Writer(sink, { maxDiskSize: options.maxDiskSize, inlineData: options.inlineData });
   const maxDiskSize = options.maxDiskSize ?? 128 * 2 ** 30;
   const counts: Record<string, number> = {};
@@ -143,21 +156,25 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
 
   /** Streams the current entry's data into the open file, awaiting only when it must. */
   function writeContiguous(): Promise<void> | undefined {
+    let offset = 0;
+    const asyncRest = async (): Promise<void> => {
+      for (let chunk = await reader.read(); chunk; chunk = await reader.read()) {
+        if (options.signal?.aborted) throw new VhdError("ABORTED", "conversion aborted");
+        splitData?.(offset, chunk);
+        offset += chunk.length;
+        await writer.write(chunk);
+      }
+      await endFile();
+    };
     for (;;) {
       const chunk = reader.readBuffered();
-      if (chunk === undefined) return writeContiguousAsync();
-      if (chunk === null) return writer.endFile();
+      if (chunk === undefined) return asyncRest();
+      if (chunk === null) return endFile();
+      splitData?.(offset, chunk);
+      offset += chunk.length;
       const pending = writer.write(chunk);
-      if (pending) return pending.then(writeContiguousAsync);
+      if (pending) return pending.then(asyncRest);
     }
-  }
-
-  async function writeContiguousAsync(): Promise<void> {
-    for (let chunk = await reader.read(); chunk; chunk = await reader.read()) {
-      if (options.signal?.aborted) throw new VhdError("ABORTED", "conversion aborted");
-      await writer.write(chunk);
-    }
-    await writer.endFile();
   }
 
   async function writeSparse(entry: TarEntry): Promise<void> {
@@ -167,11 +184,12 @@ export async function tarToExt4(source: AsyncIterable<Uint8Array>, sink: BlockSi
       while (at < end) {
         const chunk = await reader.read(end - at);
         if (!chunk) throw new VhdError("TAR_TRUNCATED", "data ended inside a sparse region");
+        splitData?.(at, chunk);
         await writer.writeAt(at, chunk);
         at += chunk.length;
       }
     }
-    await writer.endFile();
+    await endFile();
   }
 }
 

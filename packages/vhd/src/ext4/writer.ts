@@ -137,6 +137,7 @@ export class Ext4Writer {
   private readonly nodes: Node[] = [];
   private readonly root: Node;
   private open: OpenFile | undefined;
+  private lastFinished: Node | undefined;
   private readonly tail = new Uint8Array(BLOCK_SIZE);
   private err: unknown;
   private closed = false;
@@ -266,12 +267,23 @@ export class Ext4Writer {
     }
   }
 
+  /** Whether the open file keeps its data in the inode (inline data) rather than in blocks. */
+  get openFileIsInline(): boolean {
+    return this.open?.node.inline !== undefined;
+  }
+
+  /** The extents (logical -> physical blocks) of the file `endFile` last finished; empty for inline data. */
+  lastFileExtents(): readonly Extent[] {
+    return this.lastFinished?.extents ?? [];
+  }
+
   /** Finishes the open file: pads or flushes its last block and builds its extent tree. */
   endFile(): Promise<void> | undefined {
     this.check();
     const f = this.open;
     if (!f) throw new InvariantError("endFile without an open file");
     this.open = undefined;
+    this.lastFinished = f.node;
     const node = f.node;
     if (f.streaming) {
       if (f.end !== node.size) throw new InvariantError(`endFile after ${f.end} of ${node.size} bytes`);

@@ -12,6 +12,8 @@ export class ByteSource {
   /** Bytes consumed since the start of the stream. */
   position = 0;
   private ended = false;
+  /** Sees every consumed byte, in order, except what `takeSome(n, true)` takes. */
+  onConsume: ((bytes: Uint8Array) => void) | undefined;
 
   constructor(source: AsyncIterable<Uint8Array>) {
     this.iterator = source[Symbol.asyncIterator]();
@@ -63,11 +65,14 @@ export class ByteSource {
     return out;
   }
 
-  /** Takes up to `n` bytes from the first buffered chunk, zero-copy; empty if nothing is buffered. */
-  takeSome(n: number): Uint8Array {
+  /**
+   * Takes up to `n` bytes from the first buffered chunk, zero-copy; empty if nothing is
+   * buffered. `silent` keeps them from `onConsume` (the caller accounts for them itself).
+   */
+  takeSome(n: number, silent = false): Uint8Array {
     if (this.buffered === 0 || n === 0) return new Uint8Array(0);
     const first = this.chunks[this.head]!;
-    return this.takeFromHead(Math.min(n, first.length - this.headOffset));
+    return this.takeFromHead(Math.min(n, first.length - this.headOffset), silent);
   }
 
   /** The next `n` bytes if they lie within the first buffered chunk (zero-copy), without consuming them. */
@@ -95,9 +100,10 @@ export class ByteSource {
     return true;
   }
 
-  private takeFromHead(n: number): Uint8Array {
+  private takeFromHead(n: number, silent = false): Uint8Array {
     const first = this.chunks[this.head]!;
     const out = first.subarray(this.headOffset, this.headOffset + n);
+    if (!silent) this.onConsume?.(out);
     this.headOffset += n;
     this.buffered -= n;
     this.position += n;

@@ -49,6 +49,11 @@ export interface TarReaderWarning {
 }
 
 export interface TarReaderOptions {
+  /**
+   * Sees every byte of the stream except entry data returned by `read`/`readBuffered` (which
+   * the caller accounts for): headers, extension bodies, padding, skipped data, the trailer.
+   */
+  onRawBytes?: (bytes: Uint8Array) => void;
   onWarning?: (w: TarReaderWarning) => void;
   /** Receives every header block and extension body as read (e.g. to digest the metadata). */
   onHeaderBytes?: (bytes: Uint8Array) => void;
@@ -71,6 +76,7 @@ export class TarReader {
     this.src = new ByteSource(source);
     this.warn = options.onWarning ?? (() => {});
     this.onHeaderBytes = options.onHeaderBytes;
+    this.src.onConsume = options.onRawBytes;
   }
 
   /** Bytes of the stream consumed so far. */
@@ -171,7 +177,7 @@ export class TarReader {
   readBuffered(max = Number.MAX_SAFE_INTEGER): Uint8Array | null | undefined {
     if (this.remaining === 0) return null;
     if (this.src.buffered === 0) return undefined;
-    const chunk = this.src.takeSome(Math.min(max, this.remaining));
+    const chunk = this.src.takeSome(Math.min(max, this.remaining), true);
     this.remaining -= chunk.length;
     return chunk;
   }
@@ -185,7 +191,7 @@ export class TarReader {
     if (this.src.buffered === 0 && !(await this.src.pull())) {
       throw truncated(this.src.position, this.current?.path ?? "", "in the entry's data");
     }
-    const chunk = this.src.takeSome(Math.min(max, this.remaining));
+    const chunk = this.src.takeSome(Math.min(max, this.remaining), true);
     this.remaining -= chunk.length;
     return chunk;
   }
