@@ -1,0 +1,56 @@
+// Running the tools the kernel mounter drives. Every call has a timeout (a wedged FUSE daemon
+// can hang `mount` or `umount` forever) and turns failures into coded errors that carry the
+// command line and the tool's stderr, since that is where losetup and mount explain themselves.
+import { execFile } from "node:child_process";
+import { KernelMountError } from "./errors.js";
+
+export interface RunOptions {
+  /** Milliseconds before the tool is killed (SIGKILL) and the call fails UNAVAILABLE. */
+  timeoutMs: number;
+  /** Working directory; overlay mounts run in the mount's work folder so lower dirs can be short relative paths. */
+  cwd?: string;
+}
+
+/** What a tool printed. */
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Quotes an argument for an error message only (never for a shell). */
+function quote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg);
+}
+
+/** The command line as text, for messages. */
+export function commandLine(file: string, args: readonly string[]): string {
+  return [file, ...args].map(quote).join(" ");
+}
+
+/**
+ * Runs `file` with `args` (no shell) and resolves with its output when it exits 0. A missing
+ * tool or a timeout rejects UNAVAILABLE; a non-zero exit rejects MOUNT_FAILED with the command
+ * line and the tool's stderr; `exitCode` and `stderr` are kept on the error's `cause`.
+ */
+export function run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      file,
+      args,
+      { timeout: options.timeoutMs, killSignal: "SIGKILL", cwd: options.cwd, encoding: "utf8", maxBuffer: 16 * 1024 * 1024, env: { ...process.env, LC_ALL: "C" } },
+      (err, stdout, stderr) => {
+        if (!err) return resolve({ stdout, stderr });
+        const cmd = commandLine(file, args);
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number; signal?: string };
+        if (e.code === "ENOENT") {
+          return reject(new KernelMountError("UNAVAILABLE", `${file} not found (is it installed and on PATH?): ${cmd}`, { cause: err }));
+        }
+        if (e.killed && e.signal === "SIGKILL") {
+          return reject(new KernelMountError("UNAVAILABLE", `${cmd} timed out after ${options.timeoutMs} ms`, { cause: err }));
+        }
+        const why = stderr.trim() || stdout.trim() || e.message;
+        reject(new KernelMountError("MOUNT_FAILED", `${cmd} failed (exit ${String(e.code ?? e.signal)}): ${why}`, { cause: err }));
+      },
+    );
+  });
+}

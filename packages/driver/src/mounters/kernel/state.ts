@@ -1,0 +1,167 @@
+// The kernel mounter's state: an undo log. Each step is recorded (in memory and in a journal
+// file in the work folder) *before* the action it describes is taken, and completed with what
+// the action produced (a loop device name, a pid) right after. Undo walks the log backwards and
+// asks the kernel whether each thing is still there before releasing it, so the same code
+// rolls back a failed mount, unmounts a finished one, and cleans up after a process that died
+// at any point in between.
+import { randomBytes } from "node:crypto";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
+import { KernelMountError } from "./errors.js";
+import type { LoopBacking } from "./loop.js";
+
+/** A loop device bound to `file`; `device`/`backing` are absent if the process died before losetup answered. */
+export interface LoopStep {
+  kind: "loop";
+  file: string;
+  readOnly: boolean;
+  device?: string;
+  backing?: LoopBacking;
+}
+
+/** A filesystem mounted on `target` (absolute, symlink-free; unique to this mount's work folder). */
+export interface MountStep {
+  kind: "mount";
+  target: string;
+  fsType: "ext4" | "overlay";
+}
+
+/** A qemu-storage-daemon exporting `vhdx` onto `exportFile`; `pid` is absent until it has started. */
+export interface QsdStep {
+  kind: "qsd";
+  vhdx: string;
+  exportFile: string;
+  pidFile: string;
+  pid?: number;
+}
+
+export type Step = LoopStep | MountStep | QsdStep;
+
+/**
+ * What `mount` returns as `state`, JSON as is. Version 1:
+ *
+ * ```json
+ * { "mounter": "kernel", "version": 1, "id": "abc", "workDir": "/home/mounts/abc",
+ *   "path": "/home/mounts/abc/m", "steps": [
+ *     { "kind": "loop", "file": "/home/p/layer.vhd", "readOnly": true, "device": "/dev/loop3", "backing": { "ino": 12, "dev": "254:0" } },
+ *     { "kind": "mount", "target": "/home/mounts/abc/l/1", "fsType": "ext4" },
+ *     { "kind": "qsd", "vhdx": "/home/abc/sandbox.vhdx", "exportFile": "/home/mounts/abc/sandbox.raw", "pidFile": "/home/mounts/abc/qsd.pid", "pid": 4242 },
+ *     { "kind": "loop", "file": "/home/mounts/abc/sandbox.raw", "readOnly": false, "device": "/dev/loop4", "backing": { "ino": 1, "dev": "0:61" } },
+ *     { "kind": "mount", "target": "/home/mounts/abc/s", "fsType": "ext4" },
+ *     { "kind": "mount", "target": "/home/mounts/abc/m", "fsType": "overlay" } ] }
+ * ```
+ *
+ * `path` is null while a mount is in progress (only the journal file ever holds such a state).
+ */
+export interface KernelMountState {
+  mounter: "kernel";
+  version: 1;
+  id: string;
+  workDir: string;
+  path: string | null;
+  steps: Step[];
+}
+
+/** The journal file in a mount's work folder: the state as last recorded, removed once everything is undone. */
+export const JOURNAL_NAME = "kernel-mount.json";
+
+function bad(why: string): never {
+  throw new KernelMountError("INVALID_ARGUMENT", `not a kernel mounter state: ${why}`);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const absolute = (v: unknown, what: string): string => (typeof v === "string" && isAbsolute(v) ? v : bad(`${what} is not an absolute path`));
+
+function parseStep(raw: unknown, i: number): Step {
+  if (!isObject(raw)) bad(`step ${i} is not an object`);
+  switch (raw.kind) {
+    case "loop": {
+      const step: LoopStep = { kind: "loop", file: absolute(raw.file, `step ${i} file`), readOnly: raw.readOnly === true };
+      if (raw.device !== undefined) {
+        if (typeof raw.device !== "string" || !/^\/dev\/loop\d+$/.test(raw.device)) bad(`step ${i} device ${JSON.stringify(raw.device)}`);
+        step.device = raw.device;
+      }
+      if (raw.backing !== undefined) {
+        const b = raw.backing;
+        if (!isObject(b) || typeof b.ino !== "number" || typeof b.dev !== "string") bad(`step ${i} backing`);
+        step.backing = { ino: b.ino, dev: b.dev };
+      }
+      return step;
+    }
+    case "mount":
+      if (raw.fsType !== "ext4" && raw.fsType !== "overlay") bad(`step ${i} fsType ${JSON.stringify(raw.fsType)}`);
+      return { kind: "mount", target: absolute(raw.target, `step ${i} target`), fsType: raw.fsType };
+    case "qsd": {
+      const step: QsdStep = {
+        kind: "qsd",
+        vhdx: absolute(raw.vhdx, `step ${i} vhdx`),
+        exportFile: absolute(raw.exportFile, `step ${i} exportFile`),
+        pidFile: absolute(raw.pidFile, `step ${i} pidFile`),
+      };
+      if (raw.pid !== undefined) {
+        if (!Number.isSafeInteger(raw.pid) || (raw.pid as number) <= 1) bad(`step ${i} pid ${JSON.stringify(raw.pid)}`);
+        step.pid = raw.pid as number;
+      }
+      return step;
+    }
+    default:
+      return bad(`step ${i} has unknown kind ${JSON.stringify(raw.kind)}`);
+  }
+}
+
+/**
+ * Checks that `raw` (a state as persisted, possibly by another version or process) is a kernel
+ * mounter state and returns it typed. Throws INVALID_ARGUMENT naming what is wrong.
+ */
+export function parseKernelMountState(raw: unknown): KernelMountState {
+  if (!isObject(raw)) bad("not an object");
+  if (raw.mounter !== "kernel") bad(`mounter is ${JSON.stringify(raw.mounter)}`);
+  if (raw.version !== 1) bad(`unsupported version ${JSON.stringify(raw.version)}`);
+  if (typeof raw.id !== "string" || raw.id === "") bad("id is missing");
+  if (raw.path !== null && typeof raw.path !== "string") bad("path is not a string");
+  if (!Array.isArray(raw.steps)) bad("steps is not an array");
+  return {
+    mounter: "kernel",
+    version: 1,
+    id: raw.id,
+    workDir: absolute(raw.workDir, "workDir"),
+    path: raw.path as string | null,
+    steps: raw.steps.map(parseStep),
+  };
+}
+
+/** Writes `state` to the journal of its work folder atomically (temporary name, rename). */
+export async function writeJournal(state: KernelMountState): Promise<void> {
+  const path = join(state.workDir, JOURNAL_NAME);
+  const tmp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
+  await writeFile(tmp, JSON.stringify(state));
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** The journal left in `workDir`, or undefined if there is none. A malformed journal throws INVALID_ARGUMENT. */
+export async function readJournal(workDir: string): Promise<KernelMountState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(workDir, JOURNAL_NAME), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new KernelMountError("INVALID_ARGUMENT", `journal ${join(workDir, JOURNAL_NAME)} is not JSON`, { cause: err });
+  }
+  return parseKernelMountState(raw);
+}
+
+/** Removes the journal of `workDir` (done last, once everything it records is undone). */
+export async function removeJournal(workDir: string): Promise<void> {
+  await rm(join(workDir, JOURNAL_NAME), { force: true });
+}
