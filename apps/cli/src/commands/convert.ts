@@ -76,8 +76,6 @@ export interface ConvertJson {
   ext4Bytes: number;
   /** Size of the output file (ext4 plus the VHD footer when written; a VHDX file's length). */
   imageBytes: number;
-  /** Container written: "vhd", "raw" or "vhdx". */
-  format: "vhd" | "raw" | "vhdx";
   /** Wall time of the conversion, in seconds. */
   seconds: number;
   /** `bytesIn` per second, in MiB (2^20 bytes). */
@@ -191,12 +189,14 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
   let progress: Progress | undefined;
   try {
     const options: ConvertOptions = {
-      format: parseFormat(typeof values.format === "string" ? values.format : undefined, values["no-vhd"] === true),
+      vhd: values["no-vhd"] !== true,
       keepWhiteouts: values["keep-whiteouts"] === true,
       inlineData: values["inline-data"] === true,
       strict: values.strict === true,
       fsync: values.fsync === true,
     };
+    // Only an explicit --format is passed on; without it `vhd` says vhd or raw, as before.
+    if (typeof values.format === "string") options.format = parseFormat(values.format);
     if (typeof values["max-size"] === "string") options.maxDiskSize = parseSize(values["max-size"], "--max-size");
     if (typeof values.uuid === "string") options.uuid = parseUuid(values.uuid, "--uuid");
     if (typeof values.timestamp === "string") options.timestamp = parseTimestamp(values.timestamp, "--timestamp");
@@ -224,7 +224,7 @@ export async function runConvert(argv: string[], io: CliIO): Promise<number> {
     const summary = await convertTar(source, out, options);
     const seconds = (performance.now() - start) / 1000;
     bar.done();
-    const done = { ...summary, format: summary.format ?? options.format ?? "vhd" };
+    const done = { ...summary, format: summary.format ?? options.format ?? (options.vhd === false ? "raw" : "vhd") };
     if (json) io.stdout.write(`${JSON.stringify(toJson(done, out, seconds))}\n`);
     else io.stdout.write(humanSummary(done, input.label, outArg, seconds));
     return ExitCode.OK;
@@ -244,7 +244,6 @@ function toJson(s: Required<ConvertSummary>, output: string, seconds: number): C
     bytesIn: s.bytesIn,
     ext4Bytes: s.ext4Bytes,
     imageBytes: s.imageBytes,
-    format: s.format,
     seconds: round(seconds, 6),
     mibPerSecond: round(mibPerSecond(s.bytesIn, seconds), 3),
     // maxRSS is in KiB on every platform Node supports.
@@ -257,9 +256,8 @@ function round(x: number, digits: number): number {
   return Math.round(x * f) / f;
 }
 
-/** `--format` (vhd, raw, vhdx, any case); without it, `--no-vhd` means raw. */
-function parseFormat(text: string | undefined, noVhd: boolean): "vhd" | "raw" | "vhdx" {
-  if (text === undefined) return noVhd ? "raw" : "vhd";
+/** `--format` (vhd, raw, vhdx, any case). */
+function parseFormat(text: string): "vhd" | "raw" | "vhdx" {
   const format = text.toLowerCase();
   if (format !== "vhd" && format !== "raw" && format !== "vhdx") throw new CliError("INVALID_ARGUMENT", `invalid --format '${text}': expected vhd, raw or vhdx`);
   return format;
