@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isVhdError } from "./errors.js";
 import { Ext4Reader } from "./ext4/reader.js";
-import { openVhdxSource } from "./vhdx/index.js";
+import { createVhdx, openVhdxSource } from "./vhdx/index.js";
 import { createSandbox, DEFAULT_SANDBOX_SIZE, MAX_SANDBOX_SIZE, SandboxCache, type SandboxKind } from "./sandbox.js";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -231,5 +231,30 @@ process.stdout.write(JSON.stringify(r));`;
     expect(outputs.filter((o) => o.built)).toHaveLength(1);
     expect(new Set(outputs.map((o) => o.path))).toEqual(new Set([join(cacheDir, "sandbox.vhdx")]));
     expect(await readdir(cacheDir)).toEqual(["sandbox.vhdx"]);
+  });
+});
+
+// The converter's VHDX path relies on these: the disk is made at maxDiskSize, then shrunk.
+describe("VhdxSink.setVirtualSize / setIdentity", () => {
+  it("shrinks the disk and re-derives the GUIDs; refuses sizes that are bad or would drop data", async () => {
+    const path = join(dir, "resize.vhdx");
+    const sink = await createVhdx(path, { virtualSize: 64 * MiB, unallocatedState: "zero" });
+    await sink.write(new Uint8Array(4096).fill(1), 5 * MiB);
+    expect(await codeOf(sink.setVirtualSize(5 * MiB))).toBe("INVALID_ARGUMENT"); // block 5 holds data
+    expect(await codeOf(sink.setVirtualSize(128 * MiB))).toBe("INVALID_ARGUMENT"); // larger than created
+    expect(await codeOf(sink.setVirtualSize(6 * MiB + 100))).toBe("INVALID_ARGUMENT"); // not a sector multiple
+    await sink.setVirtualSize(6 * MiB + 512);
+    await sink.setIdentity("layer");
+    await sink.close();
+    const { source } = await openVhdxSource(path);
+    expect(source.size).toBe(6 * MiB + 512);
+    expect(source.info.allocatedBlocks).toBe(1);
+    const diskId = source.info.virtualDiskId;
+    await source.close();
+    const again = await createVhdx(join(dir, "resize2.vhdx"), { virtualSize: 6 * MiB + 512, seed: "layer", unallocatedState: "zero" });
+    const { source: s2 } = await openVhdxSource(again.path);
+    expect(s2.info.virtualDiskId).toBe(diskId);
+    await s2.close();
+    await again.close();
   });
 });
