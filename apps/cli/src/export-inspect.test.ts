@@ -90,6 +90,13 @@ describe("lcow inspect", () => {
 });
 
 describe("lcow check", () => {
+  it("checks a VHDX layer too", async () => {
+    expect(await run(["convert", "--sample", "--format", "vhdx", "-o", "layer.vhdx"], io().io)).toBe(0);
+    const t = io();
+    expect(await run(["check", "layer.vhdx", "--json"], t.io)).toBe(0);
+    expect(JSON.parse(t.out())).toMatchObject({ format: "vhdx", ok: true });
+  });
+
   it("exits 0 on a clean image and 1 with the findings on a damaged one", async () => {
     const t = io();
     expect(await run(["check", "layer.vhd"], t.io)).toBe(0);
