@@ -1,7 +1,9 @@
 // The graph-driver operations as the HTTP layer sees them. The server is written against this
-// interface only; `openDriver` (below) is the one place it meets `@lcow/driver`.
+// interface only; `createLcowDriver` (below) is the one place it meets `@lcow/driver`.
 
-import type { Readable } from "node:stream";
+import { init, DriverError, REPRODUCES_EXACT_DIFFS, type Driver } from "@lcow/driver";
+import { silentLogger, type Logger } from "./log.js";
+
 
 /** A change between a layer and its parent, as Docker's archive package reports it. */
 export interface LayerChange {
@@ -44,20 +46,90 @@ export interface GraphDriver {
   getMetadata(id: string): Promise<Record<string, string>>;
   /** Releases every mount (daemon or plugin shutdown). Safe to call twice. */
   cleanup(): Promise<void>;
-  /** The changes of `id` against `parent` as a tar stream. The stream is pull-based: it reads only as fast as it is consumed. */
-  diff(id: string, parent: string): Promise<Readable>;
+  /**
+   * The changes of `id` against `parent` as a tar stream (opened before this resolves, so a
+   * missing layer rejects here). Pull-based: it reads only as fast as it is consumed; stopping
+   * the iteration early (`return()`) releases it.
+   */
+  diff(id: string, parent: string): Promise<AsyncIterable<Uint8Array>>;
   changes(id: string, parent: string): Promise<LayerChange[]>;
   /** Applies a layer tar to the (empty) layer `id`; returns the size of its content. Consumes `tar` with back-pressure. */
-  applyDiff(id: string, parent: string, tar: Readable): Promise<number>;
+  applyDiff(id: string, parent: string, tar: AsyncIterable<Uint8Array>): Promise<number>;
   diffSize(id: string, parent: string): Promise<number>;
 }
 
 /** Options of `createLcowDriver`. */
 export interface LcowDriverOptions {
-  log?: import("./log.js").Logger;
+  /** If not provided, nothing is logged. */
+  log?: Logger;
 }
 
-/** The `GraphDriver` over `@lcow/driver`. */
-export function createLcowDriver(_options: LcowDriverOptions = {}): GraphDriver {
-  throw new Error("@lcow/driver is not ready yet");
+/**
+ * The `GraphDriver` over `@lcow/driver`. `init` opens the store (`lcow.init`); a second `init`
+ * with a different home or options releases the first store's mounts and opens the new one.
+ * Every other call before `init` is FAILED_PRECONDITION.
+ */
+export function createLcowDriver(options: LcowDriverOptions = {}): GraphDriver {
+  return new LcowGraphDriver(options.log ?? silentLogger);
+}
+
+class LcowGraphDriver implements GraphDriver {
+  readonly reproducesExactDiffs = REPRODUCES_EXACT_DIFFS;
+  private store: Driver | undefined;
+
+  constructor(private readonly log: Logger) {}
+
+  private get s(): Driver {
+    if (this.store === undefined) throw new DriverError("FAILED_PRECONDITION", "the layer store is not open (no --root and no GraphDriver.Init yet)");
+    return this.store;
+  }
+
+  async init(home: string, options: readonly string[]): Promise<void> {
+    const next = await init(home, options);
+    const previous = this.store;
+    this.store = next;
+    if (previous !== undefined) {
+      this.log.info("store re-opened", { from: previous.home, to: next.home });
+      await previous.cleanup();
+    }
+  }
+  async status() {
+    return this.s.status();
+  }
+  create(id: string, parent: string, o: CreateOptions) {
+    return this.s.create(id, parent, o);
+  }
+  createReadWrite(id: string, parent: string, o: CreateOptions) {
+    return this.s.createReadWrite(id, parent, o);
+  }
+  remove(id: string) {
+    return this.s.remove(id);
+  }
+  get(id: string, mountLabel: string) {
+    return this.s.get(id, mountLabel);
+  }
+  put(id: string) {
+    return this.s.put(id);
+  }
+  exists(id: string) {
+    return this.s.exists(id);
+  }
+  getMetadata(id: string) {
+    return this.s.getMetadata(id);
+  }
+  async cleanup() {
+    await this.store?.cleanup();
+  }
+  diff(id: string, parent: string) {
+    return this.s.diff(id, parent);
+  }
+  async changes(id: string, parent: string) {
+    return (await this.s.changes(id, parent)).map((c) => ({ path: c.path, kind: c.kind }));
+  }
+  applyDiff(id: string, parent: string, tar: AsyncIterable<Uint8Array>) {
+    return this.s.applyDiff(id, parent, tar);
+  }
+  diffSize(id: string, parent: string) {
+    return this.s.diffSize(id, parent);
+  }
 }

@@ -241,12 +241,13 @@ export class PluginServer {
   private async diff(id: string, parent: string, res: ServerResponse): Promise<void> {
     this.requireHome();
     const tar = await this.driver.diff(id, parent);
-    const chunks = tar[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+    const chunks = tar[Symbol.asyncIterator]();
+    const release = () => void chunks.return?.()?.catch(() => {});
     let first: IteratorResult<Uint8Array>;
     try {
       first = await chunks.next();
     } catch (err) {
-      tar.destroy();
+      release();
       throw err;
     }
     res.writeHead(200, { "Content-Type": "application/x-tar" });
@@ -255,6 +256,7 @@ export class PluginServer {
       return;
     }
     const head = first.value;
+    // Readable.from over a generator pulls the next chunk only when `res` has drained.
     await pipeline(
       Readable.from(
         (async function* () {
@@ -264,7 +266,10 @@ export class PluginServer {
         { objectMode: false },
       ),
       res,
-    ).finally(() => tar.destroy());
+    ).catch((err: unknown) => {
+      release();
+      throw err;
+    });
   }
 
   private requireHome(): void {
