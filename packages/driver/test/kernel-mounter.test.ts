@@ -352,7 +352,7 @@ describe.skipIf(!supported)("kernel mounter", () => {
     await fh.write(Buffer.alloc(1024), 0, 1024, 1024);
     await fh.close();
     await layer("over-bad", [file("y", "y")]);
-    await expect(mounter.mount(request("over-bad", [mid, bad, base]))).rejects.toMatchObject({ code: "MOUNT_FAILED" });
+    await expect(mounter.mount(request("over-bad", [mid, bad, base]))).rejects.toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/mount/) });
     expect(attached()).toEqual(nothing);
     expect(await readdir(join(home, "mounts", "over-bad"))).toEqual([]);
   });
@@ -362,7 +362,7 @@ describe.skipIf(!supported)("kernel mounter", () => {
     await mkdir(layerDir, { recursive: true });
     const sink = await createVhdx(join(layerDir, "sandbox.vhdx"), { virtualSize: 16 * MiB });
     await sink.close();
-    await expect(mounter.mount(request("rw-blank", [mid, base]))).rejects.toMatchObject({ code: "MOUNT_FAILED" });
+    await expect(mounter.mount(request("rw-blank", [mid, base]))).rejects.toMatchObject({ code: "INTERNAL" });
     expect(attached()).toEqual(nothing);
     expect(await readdir(join(home, "mounts", "rw-blank"))).toEqual([]);
   });
@@ -371,18 +371,86 @@ describe.skipIf(!supported)("kernel mounter", () => {
     const layerDir = join(home, "rw-garbage");
     await mkdir(layerDir, { recursive: true });
     await writeFile(join(layerDir, "sandbox.vhdx"), Buffer.alloc(MiB, 0x5a));
-    await expect(mounter.mount(request("rw-garbage", [base]))).rejects.toMatchObject({ code: "MOUNT_FAILED" });
+    await expect(mounter.mount(request("rw-garbage", [base]))).rejects.toMatchObject({ code: "INTERNAL", message: expect.stringMatching(/qemu-storage-daemon/) });
     expect(attached()).toEqual(nothing);
     expect(await readdir(join(home, "mounts", "rw-garbage"))).toEqual([]);
   });
 
-  it("rejects a layer folder with no disk, a layer without a VHD footer, and a foreign state", async () => {
-    await mkdir(join(home, "empty"), { recursive: true });
-    await expect(mounter.mount(request("empty", []))).rejects.toMatchObject({ code: "NOT_FOUND" });
+  it("rejects a layer without a VHD footer, and another mounter's state", async () => {
     await mkdir(join(home, "raw"), { recursive: true });
     await writeFile(join(home, "raw", "layer.vhd"), Buffer.alloc(64 * 1024));
-    await expect(mounter.mount(request("raw", []))).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+    await expect(mounter.mount(request("raw", []))).rejects.toMatchObject({ code: "DATA_LOSS" });
     await expect(mounter.unmount("x", { mounter: "uvm" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(mounter.unmount("x", { mounter: "kernel", version: 1 })).rejects.toMatchObject({ code: "DATA_LOSS" });
     expect(attached()).toEqual(nothing);
+  });
+
+  it("skips empty layers: an empty layer alone is an empty read-only view, one in the chain adds nothing", async () => {
+    await mkdir(join(home, "empty"), { recursive: true });
+    const alone = await mounter.mount(request("empty", []));
+    try {
+      expect(await readdir(alone.path)).toEqual([]);
+      await expect(writeFile(join(alone.path, "x"), "x")).rejects.toMatchObject({ code: "EROFS" });
+    } finally {
+      await mounter.unmount("empty", alone.state);
+    }
+    await layer("over-empty", [file("z", "z")]);
+    const over = await mounter.mount(request("over-empty", [join(home, "empty"), base]));
+    try {
+      expect((await readdir(over.path)).sort()).toEqual(["etc", "gone", "keep", "lost+found", "opq", "z"]);
+    } finally {
+      await mounter.unmount("over-empty", over.state);
+    }
+    expect(attached()).toEqual(nothing);
+  });
+
+  it("uses a writable layer in the chain (a snapshot of a container) through its upper/, also while that layer is mounted", async () => {
+    await sandbox("rw-parent");
+    const parent = await mounter.mount(request("rw-parent", [mid, base]));
+    try {
+      await writeFile(join(parent.path, "from-rw"), "rw");
+      await unlink(join(parent.path, "midfile"));
+    } finally {
+      await mounter.unmount("rw-parent", parent.state);
+    }
+    const again = await mounter.mount(request("rw-parent", [mid, base]));
+    await sandbox("rw-child");
+    const child = await mounter.mount(request("rw-child", [join(home, "rw-parent"), mid, base]));
+    try {
+      expect(await read(join(child.path, "from-rw"))).toBe("rw");
+      expect(existsSync(join(child.path, "midfile"))).toBe(false);
+      expect(await read(join(child.path, "etc/f1"))).toBe("mid f1");
+      await writeFile(join(child.path, "from-child"), "child");
+      expect(attached().daemons).toHaveLength(3);
+    } finally {
+      await mounter.unmount("rw-child", child.state);
+      await mounter.unmount("rw-parent", again.state);
+    }
+    expect(attached()).toEqual(nothing);
+  });
+
+  it("fails a busy unmount with FAILED_PRECONDITION and completes it on retry", async () => {
+    await layer("busy", [file("held", "held")]);
+    const { path, state } = await mounter.mount(request("busy", [base]));
+    const fh = await open(join(path, "held"), "r");
+    try {
+      await expect(mounter.unmount("busy", persisted(state))).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+    } finally {
+      await fh.close();
+    }
+    expect(attached().loops).toHaveLength(2);
+    await mounter.unmount("busy", persisted(state));
+    expect(attached()).toEqual(nothing);
+  });
+
+  it("releases, given no state but the store's home, what a crashed mount left (the core's unmount(id, {}))", async () => {
+    await sandbox("rw-nostate");
+    await createKernelMounter().mount(request("rw-nostate", [base]));
+    expect(attached().daemons).toHaveLength(1);
+    await createKernelMounter().unmount("rw-nostate", {});
+    expect(attached().daemons).toHaveLength(1);
+    await createKernelMounter({ home }).unmount("rw-nostate", {});
+    expect(attached()).toEqual(nothing);
+    await createKernelMounter({ home }).unmount("rw-nostate", {});
   });
 });

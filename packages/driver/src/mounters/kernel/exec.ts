@@ -2,7 +2,7 @@
 // can hang `mount` or `umount` forever) and turns failures into coded errors that carry the
 // command line and the tool's stderr, since that is where losetup and mount explain themselves.
 import { execFile } from "node:child_process";
-import { KernelMountError } from "./errors.js";
+import { DriverError } from "../../errors.js";
 
 export interface RunOptions {
   /** Milliseconds before the tool is killed (SIGKILL) and the call fails UNAVAILABLE. */
@@ -29,8 +29,8 @@ export function commandLine(file: string, args: readonly string[]): string {
 
 /**
  * Runs `file` with `args` (no shell) and resolves with its output when it exits 0. A missing
- * tool or a timeout rejects UNAVAILABLE; a non-zero exit rejects MOUNT_FAILED with the command
- * line and the tool's stderr; `exitCode` and `stderr` are kept on the error's `cause`.
+ * tool or a timeout rejects UNAVAILABLE; a non-zero exit rejects INTERNAL with the command line
+ * and the tool's stderr (the exec error, with its exit code, is the `cause`).
  */
 export function run(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
@@ -43,13 +43,13 @@ export function run(file: string, args: readonly string[], options: RunOptions):
         const cmd = commandLine(file, args);
         const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number; signal?: string };
         if (e.code === "ENOENT") {
-          return reject(new KernelMountError("UNAVAILABLE", `${file} not found (is it installed and on PATH?): ${cmd}`, { cause: err }));
+          return reject(new DriverError("UNAVAILABLE", `${file} not found (is it installed and on PATH?): ${cmd}`, { cause: err }));
         }
         if (e.killed && e.signal === "SIGKILL") {
-          return reject(new KernelMountError("UNAVAILABLE", `${cmd} timed out after ${options.timeoutMs} ms`, { cause: err }));
+          return reject(new DriverError("UNAVAILABLE", `${cmd} timed out after ${options.timeoutMs} ms`, { cause: err }));
         }
         const why = stderr.trim() || stdout.trim() || e.message;
-        reject(new KernelMountError("MOUNT_FAILED", `${cmd} failed (exit ${String(e.code ?? e.signal)}): ${why}`, { cause: err }));
+        reject(new DriverError("INTERNAL", `${cmd} failed (exit ${String(e.code ?? e.signal)}): ${why}`, { cause: err }));
       },
     );
   });

@@ -3,4 +3,3 @@
 // overlayfs union. See mounter.ts for the layout and state.ts for the state format.
 export { createKernelMounter, recoverKernelMount, MAX_LOWER_LAYERS, type KernelMounterOptions } from "./mounter.js";
 export { parseKernelMountState, JOURNAL_NAME, type KernelMountState, type Step as KernelMountStep } from "./state.js";
-export { KernelMountError, KernelMountErrorCode, isKernelMountError } from "./errors.js";

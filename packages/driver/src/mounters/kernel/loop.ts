@@ -3,7 +3,7 @@
 // it still has that backing file: after a crash the device may have been freed and reused by
 // someone else, and the backing file's path may have changed (a layer renamed to
 // `<id>-removing` while mounted), so neither the device name nor the path alone is proof.
-import { KernelMountError } from "./errors.js";
+import { DriverError, isDriverError } from "../../errors.js";
 import { run } from "./exec.js";
 
 /** Which file a loop device is bound to, as `losetup` reports it. */
@@ -30,7 +30,7 @@ export async function loopBacking(tools: LoopTools, device: string): Promise<Loo
     ({ stdout: out } = await run(tools.losetup, ["--list", "--json", "--output", "NAME,BACK-INO,BACK-MAJ:MIN", device], { timeoutMs: tools.timeoutMs }));
   } catch (err) {
     // losetup fails for a device node that no longer exists; that device is certainly not ours.
-    if (err instanceof KernelMountError && err.code === "MOUNT_FAILED") return undefined;
+    if (isDriverError(err) && err.code === "INTERNAL") return undefined;
     throw err;
   }
   if (!out.trim()) return undefined;
@@ -58,10 +58,10 @@ export async function attachLoop(
   args.push(file);
   const { stdout } = await run(tools.losetup, args, { timeoutMs: tools.timeoutMs });
   const device = stdout.trim();
-  if (!/^\/dev\/loop\d+$/.test(device)) throw new KernelMountError("MOUNT_FAILED", `losetup attached ${file} but printed ${JSON.stringify(stdout)}`);
+  if (!/^\/dev\/loop\d+$/.test(device)) throw new DriverError("INTERNAL", `losetup attached ${file} but printed ${JSON.stringify(stdout)}`);
   await onDevice(device);
   const backing = await loopBacking(tools, device);
-  if (!backing) throw new KernelMountError("MOUNT_FAILED", `${device} was detached from ${file} right after losetup attached it`);
+  if (!backing) throw new DriverError("INTERNAL", `${device} was detached from ${file} right after losetup attached it`);
   return { device, backing };
 }
 
@@ -71,7 +71,15 @@ export async function attachLoop(
  * the kernel only sets auto-clear, so it is released when its last user closes it.
  */
 export async function detachLoop(tools: LoopTools, device: string, backing: LoopBacking): Promise<void> {
-  const now = await loopBacking(tools, device);
-  if (!now || now.ino !== backing.ino || now.dev !== backing.dev) return;
+  const same = (now: LoopBacking | undefined) => !!now && now.ino === backing.ino && now.dev === backing.dev;
+  if (!same(await loopBacking(tools, device))) return;
   await run(tools.losetup, ["--detach", device], { timeoutMs: tools.timeoutMs });
+  // If something still had the device open (udev's blkid probe after the umount), the kernel only
+  // set auto-clear and the file stays held. Wait for the release: the caller's next step may be
+  // stopping the FUSE daemon that serves this file.
+  const deadline = Date.now() + tools.timeoutMs;
+  while (same(await loopBacking(tools, device))) {
+    if (Date.now() > deadline) throw new DriverError("UNAVAILABLE", `${device} is still bound to its file ${tools.timeoutMs} ms after losetup --detach (held open by another process)`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

@@ -3,32 +3,57 @@
 // disks and a qemu-storage-daemon FUSE export standing in for Hyper-V's VHDX support.
 //
 // Work folder layout (`request.workDir`, ours alone):
-//   l/1 .. l/N        read-only ext4 mounts of the layers, nearest first (l/1 is the layer itself
-//                     for a read-only id, the nearest parent for a writable one)
-//   sandbox.raw       FUSE export of sandbox.vhdx as a raw disk (writable ids only)
+//   l/1 .. l/N        read-only ext4 mounts of the lower layers, nearest first (l/1 is the layer
+//                     itself for a read-only id, the nearest parent for a writable one)
+//   x/<n>.raw, .pid   read-only FUSE export (and its daemon's pid) of a writable layer that
+//                     appears in the chain (a snapshot of a container); its l/<n>/upper is the lower dir
+//   sandbox.raw       FUSE export of the id's own sandbox.vhdx as a raw disk (writable ids)
 //   qsd.pid           the exporting daemon's pid
 //   s                 read-write ext4 mount of sandbox.raw, holding upper/ and work/
-//   e                 an empty lower dir, for a writable layer without parents (overlayfs needs one)
+//   e1, e2            empty lower dirs, for unions with too few layers (overlayfs needs a lower
+//                     layer, and two when it has no upper)
 //   m                 the overlay union, returned as the path
 //   kernel-mount.json the undo journal (see state.ts)
 //
 // Deep chains: Docker's driver passed absolute lower dirs and hit the one-page limit of mount
-// data near 47 layers. We run mount(8) with the work folder as its cwd and pass `l/1:l/2:...`
-// as overlayfs's Docker's overlay2 does, so 128 layers cost about 800 bytes of options and the
-// kernel's own limit of 500 lower layers binds first. (`lowerdir+` would lift the page limit
-// but needs Linux 6.8 and the new mount API, which Debian 12's util-linux 2.38 does not use.)
+// data near 47 layers. Like Docker's overlay2, we run mount(8) with the work folder as its cwd
+// and pass `l/1:l/2:...`, so 128 layers cost about 800 bytes of options and overlayfs's own
+// limit of 500 lower layers binds first. (`lowerdir+` would lift the page limit, but needs
+// Linux 6.8 and the new mount API, which Debian 12's kernel 6.1 and util-linux 2.38 lack.)
+//
+// Each layer gets its own loop device and ext4 mount per union (no sharing between ids): it
+// costs a loop device per layer per mounted id, but no cross-id reference counts, locks or
+// state files are needed, and one id's crash can never strand another id's mounts.
+import { existsSync } from "node:fs";
 import { open, mkdir, readdir, realpath, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { KernelMountError } from "./errors.js";
+import { DriverError } from "../../errors.js";
 import { run, type RunOptions } from "./exec.js";
 import { attachLoop, detachLoop, type LoopTools } from "./loop.js";
-import { isMountPoint } from "./proc.js";
+import { isMountPoint, readMounts } from "./proc.js";
 import { startExport, stopExport, type QsdTools } from "./qsd.js";
-import { parseKernelMountState, readJournal, removeJournal, writeJournal, type KernelMountState, type LoopStep, type QsdStep, type Step } from "./state.js";
+import {
+  currentBootId,
+  JOURNAL_NAME,
+  parseKernelMountState,
+  readJournal,
+  removeJournal,
+  writeJournal,
+  type KernelMountState,
+  type LoopStep,
+  type QsdStep,
+  type Step,
+} from "./state.js";
 import type { Mounter, MountRequest, MountState } from "../types.js";
 
 /** Options of `createKernelMounter`. */
 export interface KernelMounterOptions {
+  /**
+   * The store's home. Lets `unmount(id, {})` (no state recorded: the core's clean-up after a
+   * failed `mount`, or after a crash before `mount` returned) find `<home>/mounts/<id>/` and
+   * release what its journal records. If not provided, such calls do nothing.
+   */
+  home?: string;
   /** Milliseconds each tool invocation (and a daemon's shutdown) may take before it is killed. If not provided, 60 000. */
   timeoutMs?: number;
   /** Path or name of `losetup`. If not provided, "losetup" (searched on PATH). */
@@ -56,8 +81,16 @@ interface Tools extends LoopTools, QsdTools {
   timeoutMs: number;
 }
 
-/** What a layer folder holds. */
-async function layerKind(dir: string): Promise<"layer" | "sandbox" | undefined> {
+type LayerKind = "layer" | "sandbox";
+
+/** A layer folder that contributes to the union. */
+interface Lower {
+  dir: string;
+  kind: LayerKind;
+}
+
+/** What a layer folder holds; undefined for an empty layer (created, nothing applied). */
+async function layerKind(dir: string): Promise<LayerKind | undefined> {
   for (const [name, kind] of [[LAYER_FILE, "layer"], [SANDBOX_FILE, "sandbox"]] as const) {
     try {
       if ((await stat(join(dir, name))).isFile()) return kind;
@@ -73,14 +106,14 @@ async function layerKind(dir: string): Promise<"layer" | "sandbox" | undefined> 
  * which must carry the VHD cookie; a loop device over the whole file would hand ext4 a device
  * whose size disagrees with the superblock's block count.
  */
-async function ext4SizeOfVhd(file: string): Promise<number> {
+async function ext4SizeOfVhd(file: string, id: string): Promise<number> {
   const fh = await open(file, "r");
   try {
     const { size } = await fh.stat();
     const cookie = Buffer.alloc(8);
     if (size >= VHD_FOOTER_SIZE) await fh.read(cookie, 0, 8, size - VHD_FOOTER_SIZE);
     if (size < VHD_FOOTER_SIZE * 2 || cookie.toString("latin1") !== "conectix") {
-      throw new KernelMountError("FAILED_PRECONDITION", `${file} does not end with a VHD footer (cookie "conectix")`);
+      throw new DriverError("DATA_LOSS", `${file} does not end with a VHD footer (cookie "conectix")`, { id });
     }
     return size - VHD_FOOTER_SIZE;
   } finally {
@@ -90,9 +123,10 @@ async function ext4SizeOfVhd(file: string): Promise<number> {
 
 function checkRequest(request: MountRequest): void {
   const bad = (why: string): never => {
-    throw new KernelMountError("INVALID_ARGUMENT", `mount request for ${JSON.stringify(request.id)}: ${why}`);
+    throw new DriverError("INVALID_ARGUMENT", `kernel mount of ${JSON.stringify(request.id)}: ${why}`, { id: request.id });
   };
   if (typeof request.id !== "string" || request.id === "") bad("empty id");
+  if (!Array.isArray(request.chain)) bad("chain is not an array");
   for (const [what, p] of [["layerDir", request.layerDir], ["workDir", request.workDir], ...request.chain.map((c, i) => [`chain[${i}]`, c] as const)] as const) {
     if (typeof p !== "string" || !p.startsWith("/")) bad(`${what} ${JSON.stringify(p)} is not an absolute path`);
   }
@@ -100,16 +134,18 @@ function checkRequest(request: MountRequest): void {
 
 /**
  * The `kernel` mounter (see the file comment). Stateless between calls: everything `unmount`
- * needs is in the state `mount` returned, so any instance, in any process, can unmount.
+ * needs is in the state `mount` returned (and in the journal next to the mount), so any
+ * instance, in any process, can unmount.
  */
 class KernelMounter implements Mounter {
   readonly name = "kernel" as const;
   readonly #tools: Tools;
+  readonly #home: string | undefined;
 
   constructor(options: KernelMounterOptions) {
-    const timeoutMs = options.timeoutMs ?? 60_000;
+    this.#home = options.home;
     this.#tools = {
-      timeoutMs,
+      timeoutMs: options.timeoutMs ?? 60_000,
       losetup: options.losetup ?? "losetup",
       mount: options.mount ?? "mount",
       umount: options.umount ?? "umount",
@@ -117,125 +153,167 @@ class KernelMounter implements Mounter {
     };
   }
 
+  /**
+   * Mounts the union of `request`: a writable layer (sandbox.vhdx) gets a read-write overlay
+   * with its upper/ and work/ over the chain; a read-only layer gets a read-only overlay of
+   * itself and its chain, or its own ext4 mount when it is alone. Empty layer folders are
+   * skipped. On failure, everything done so far is undone before the error is thrown. A
+   * journal left in `workDir` by an earlier mount that was never unmounted is released first.
+   */
   async mount(request: MountRequest): Promise<{ path: string; state: MountState }> {
     checkRequest(request);
+    const { id } = request;
     await mkdir(request.workDir, { recursive: true });
     // Mount points are compared with /proc/self/mountinfo, which shows resolved paths.
     const workDir = await realpath(request.workDir);
-    // A journal here means a process died while this id was mounted or being mounted, and no
-    // one unmounted it; release what it recorded before reusing the folder.
     const leftover = await readJournal(workDir);
     if (leftover) await this.#undo(leftover, false);
 
-    const kind = await layerKind(request.layerDir);
-    if (!kind) throw new KernelMountError("NOT_FOUND", `${request.layerDir} holds neither ${LAYER_FILE} nor ${SANDBOX_FILE}`);
-    const lowers = kind === "layer" ? [request.layerDir, ...request.chain] : [...request.chain];
-    if (lowers.length > MAX_LOWER_LAYERS) {
-      throw new KernelMountError("FAILED_PRECONDITION", `${request.id} has ${lowers.length} read-only layers; overlayfs stacks at most ${MAX_LOWER_LAYERS}`);
-    }
+    const own = await layerKind(request.layerDir);
+    const lowers: Lower[] = own === "layer" ? [{ dir: request.layerDir, kind: "layer" }] : [];
     for (const dir of request.chain) {
-      const k = await layerKind(dir);
-      if (k !== "layer") throw new KernelMountError(k ? "FAILED_PRECONDITION" : "NOT_FOUND", `parent ${dir} of ${request.id} holds no ${LAYER_FILE}${k ? " (a writable layer cannot be a parent)" : ""}`);
+      const kind = await layerKind(dir);
+      if (kind) lowers.push({ dir, kind });
+    }
+    if (lowers.length > MAX_LOWER_LAYERS) {
+      throw new DriverError("FAILED_PRECONDITION", `${id} has ${lowers.length} non-empty lower layers; overlayfs stacks at most ${MAX_LOWER_LAYERS}`, { id });
     }
 
-    const state: KernelMountState = { mounter: "kernel", version: 1, id: request.id, workDir, path: null, steps: [] };
+    const state: KernelMountState = { mounter: "kernel", version: 1, id, workDir, bootId: await currentBootId(), path: null, steps: [] };
+    const journal = () => writeJournal(state);
     const record = async (step: Step): Promise<void> => {
       state.steps.push(step);
-      await writeJournal(state);
+      await journal();
     };
     try {
-      await writeJournal(state);
-      await mkdir(join(workDir, "l"), { recursive: true });
-      for (const [i, dir] of lowers.entries()) {
-        await this.#mountLayer(join(dir, LAYER_FILE), join(workDir, "l", String(i + 1)), state, record);
+      await journal();
+      const lowerDirs: string[] = [];
+      for (const [i, lower] of lowers.entries()) {
+        const n = String(i + 1);
+        if (lower.kind === "layer") {
+          await this.#mountLayer(id, join(lower.dir, LAYER_FILE), join(workDir, "l", n), record, journal);
+          lowerDirs.push(`l/${n}`);
+        } else {
+          await this.#mountSandbox(id, join(lower.dir, SANDBOX_FILE), { exportFile: join(workDir, "x", `${n}.raw`), pidFile: join(workDir, "x", `${n}.pid`), target: join(workDir, "l", n) }, false, record, journal);
+          lowerDirs.push(`l/${n}/upper`);
+        }
       }
       let path: string;
-      if (kind === "sandbox") {
-        await this.#mountSandbox(join(request.layerDir, SANDBOX_FILE), workDir, state, record);
-        let lowerdir = lowers.map((_, i) => `l/${i + 1}`).join(":");
-        if (lowers.length === 0) {
-          await mkdir(join(workDir, "e"), { recursive: true });
-          lowerdir = "e";
-        }
+      if (own === "sandbox") {
+        await this.#mountSandbox(id, join(request.layerDir, SANDBOX_FILE), { exportFile: join(workDir, "sandbox.raw"), pidFile: join(workDir, "qsd.pid"), target: join(workDir, "s") }, true, record, journal);
+        if (lowerDirs.length === 0) lowerDirs.push(await emptyDir(workDir, "e1"));
         // index, redirect_dir and metacopy off: `diff` reads upper/ as a plain tree, which only
-        // holds if copy-up writes whole files and renames of lower dirs copy them up whole.
-        path = await this.#mountOverlay(workDir, `lowerdir=${lowerdir},upperdir=s/upper,workdir=s/work,index=off,redirect_dir=off,metacopy=off`, record);
-      } else if (lowers.length === 1) {
+        // holds if copy-up writes whole files and renamed lower dirs are copied up whole.
+        path = await this.#mountOverlay(workDir, `lowerdir=${lowerDirs.join(":")},upperdir=s/upper,workdir=s/work,index=off,redirect_dir=off,metacopy=off`, record);
+      } else if (lowers.length === 1 && lowers[0]!.kind === "layer") {
         // A base layer alone needs no union: its ext4 mount is already read-only.
         path = join(workDir, "l", "1");
       } else {
-        path = await this.#mountOverlay(workDir, `ro,lowerdir=${lowers.map((_, i) => `l/${i + 1}`).join(":")}`, record);
+        // Without an upper dir overlayfs wants two lower dirs (Linux before 6.6 refuses one).
+        while (lowerDirs.length < 2) lowerDirs.push(await emptyDir(workDir, `e${lowerDirs.length + 1}`));
+        path = await this.#mountOverlay(workDir, `ro,lowerdir=${lowerDirs.join(":")}`, record);
       }
       state.path = path;
-      await writeJournal(state);
+      await journal();
       return { path, state: state as unknown as MountState };
     } catch (err) {
       try {
         await this.#undo(state, true);
       } catch (undoErr) {
-        throw new KernelMountError(
-          "MOUNT_FAILED",
-          `mounting ${request.id} failed (${(err as Error).message}) and so did undoing it (${(undoErr as Error).message}); the journal in ${workDir} records what is left`,
-          { cause: err },
+        throw new DriverError(
+          "INTERNAL",
+          `mounting ${id} failed (${(err as Error).message}) and so did undoing it (${(undoErr as Error).message}); ${join(workDir, JOURNAL_NAME)} records what is left`,
+          { id, cause: err },
         );
       }
       throw err;
     }
   }
 
+  /**
+   * Releases a mount: the journal in its work folder when there is one (it is at least as
+   * fresh as any state handed out), else the given state if any of its mounts is still there.
+   * `state` may be `{}` (nothing recorded); then the work folder is `<home>/mounts/<id>/` when
+   * the mounter was given `home`. Succeeds when everything is already gone; a mount still in
+   * use fails FAILED_PRECONDITION and leaves the rest for a retry.
+   */
   async unmount(id: string, state: MountState): Promise<void> {
-    const parsed = parseKernelMountState(state);
-    if (parsed.id !== id) throw new KernelMountError("INVALID_ARGUMENT", `state of ${JSON.stringify(parsed.id)} given to unmount ${JSON.stringify(id)}`);
-    // The journal may know more than the caller's copy (a later mount of the same id, recorded
-    // before a crash); undo it too, it is the same work folder.
-    const journal = await readJournal(parsed.workDir).catch(() => undefined);
-    if (journal && JSON.stringify(journal.steps) !== JSON.stringify(parsed.steps)) await this.#undo(journal, false);
-    await this.#undo(parsed, false);
+    const given = Object.keys(state).length === 0 ? undefined : parseKernelMountState(state);
+    if (given && given.id !== id) throw new DriverError("INVALID_ARGUMENT", `state of ${JSON.stringify(given.id)} given to unmount ${JSON.stringify(id)}`, { id });
+    let workDir = given?.workDir;
+    if (!workDir) {
+      if (!this.#home) return;
+      workDir = join(this.#home, "mounts", id);
+      workDir = await realpath(workDir).catch(() => workDir!);
+    }
+    const journal = await readJournal(workDir);
+    if (journal) {
+      if (journal.id !== id) throw new DriverError("DATA_LOSS", `${join(workDir, JOURNAL_NAME)} is for ${JSON.stringify(journal.id)}, not ${JSON.stringify(id)}`, { id });
+      return this.#undo(journal, false);
+    }
+    // No journal: it is written before the first step and removed after the last undo, so
+    // everything was released, unless someone deleted it; a mount of the state still there says so.
+    if (given) {
+      const mounted = new Set((await readMounts()).map((m) => m.mountPoint));
+      if (given.steps.some((s) => s.kind === "mount" && mounted.has(s.target))) await this.#undo(given, false);
+    }
   }
 
-  async #mountLayer(file: string, target: string, state: KernelMountState, record: (s: Step) => Promise<void>): Promise<void> {
-    const tools = this.#tools;
-    const sizeLimit = await ext4SizeOfVhd(file);
+  async #mountLayer(id: string, file: string, target: string, record: (s: Step) => Promise<void>, journal: () => Promise<void>): Promise<void> {
+    const sizeLimit = await ext4SizeOfVhd(file, id);
+    const device = await this.#attach(file, { readOnly: true, sizeLimit }, record, journal);
     await mkdir(target, { recursive: true });
-    const loop: LoopStep = { kind: "loop", file, readOnly: true };
-    await record(loop);
-    const { device, backing } = await attachLoop(tools, file, { readOnly: true, sizeLimit }, async (device) => {
-      loop.device = device;
-      await writeJournal(state);
-    });
-    loop.backing = backing;
-    await writeJournal(state);
     await record({ kind: "mount", target, fsType: "ext4" });
-    // noload: layers have no journal, and a read-only mount must never replay one.
-    await run(tools.mount, ["-t", "ext4", "-o", "ro,noload", device, target], this.#runOptions());
+    // noload: a read-only mount must never replay a journal (layers have none, but a foreign one might).
+    await run(this.#tools.mount, ["-t", "ext4", "-o", "ro,noload", device, target], this.#runOptions());
   }
 
-  async #mountSandbox(vhdx: string, workDir: string, state: KernelMountState, record: (s: Step) => Promise<void>): Promise<void> {
-    const tools = this.#tools;
-    const qsd: QsdStep = { kind: "qsd", vhdx, exportFile: join(workDir, "sandbox.raw"), pidFile: join(workDir, "qsd.pid") };
+  /**
+   * Mounts a sandbox.vhdx's filesystem at `where.target`: through a FUSE export and a loop
+   * device, read-write for the id's own sandbox, read-only for one in the chain.
+   */
+  async #mountSandbox(
+    id: string,
+    vhdx: string,
+    where: { exportFile: string; pidFile: string; target: string },
+    writable: boolean,
+    record: (s: Step) => Promise<void>,
+    journal: () => Promise<void>,
+  ): Promise<void> {
+    await mkdir(join(where.exportFile, ".."), { recursive: true });
+    const qsd: QsdStep = { kind: "qsd", vhdx, exportFile: where.exportFile, pidFile: where.pidFile, writable };
     await record(qsd);
-    qsd.pid = await startExport(tools, qsd);
-    await writeJournal(state);
-    const loop: LoopStep = { kind: "loop", file: qsd.exportFile, readOnly: false };
+    qsd.pid = await startExport(this.#tools, qsd);
+    await journal();
+    const device = await this.#attach(where.exportFile, { readOnly: !writable }, record, journal);
+    await mkdir(where.target, { recursive: true });
+    await record({ kind: "mount", target: where.target, fsType: "ext4" });
+    await run(this.#tools.mount, ["-t", "ext4", "-o", writable ? "rw" : "ro,noload", device, where.target], this.#runOptions());
+    if (writable) {
+      // Sandboxes made by Docker's service VM or without directories get them on first mount.
+      await mkdir(join(where.target, "upper"), { recursive: true });
+      await mkdir(join(where.target, "work"), { recursive: true });
+    } else if (!existsSync(join(where.target, "upper"))) {
+      throw new DriverError("DATA_LOSS", `${vhdx} has no upper/ directory to use as a lower layer of ${id}`, { id });
+    }
+  }
+
+  /** Attaches a loop device to `file`, recording the step before losetup runs and the device as soon as it is known. */
+  async #attach(file: string, options: { readOnly: boolean; sizeLimit?: number }, record: (s: Step) => Promise<void>, journal: () => Promise<void>): Promise<string> {
+    const loop: LoopStep = { kind: "loop", file, readOnly: options.readOnly };
     await record(loop);
-    const { device, backing } = await attachLoop(tools, qsd.exportFile, { readOnly: false }, async (device) => {
+    const { device, backing } = await attachLoop(this.#tools, file, options, async (device) => {
       loop.device = device;
-      await writeJournal(state);
+      await journal();
     });
     loop.backing = backing;
-    await writeJournal(state);
-    const target = join(workDir, "s");
-    await mkdir(target, { recursive: true });
-    await record({ kind: "mount", target, fsType: "ext4" });
-    await run(tools.mount, ["-t", "ext4", "-o", "rw", device, target], this.#runOptions());
-    // Sandboxes made by Docker's service VM, or blank ones without directories, get them now.
-    await mkdir(join(target, "upper"), { recursive: true });
-    await mkdir(join(target, "work"), { recursive: true });
+    await journal();
+    return device;
   }
 
   async #mountOverlay(workDir: string, options: string, record: (s: Step) => Promise<void>): Promise<string> {
     if (options.length > MAX_MOUNT_DATA) {
-      throw new KernelMountError("FAILED_PRECONDITION", `overlay options for ${workDir} are ${options.length} bytes; mount data is limited to one page`);
+      throw new DriverError("FAILED_PRECONDITION", `overlay options for ${workDir} are ${options.length} bytes; mount data is limited to one page`);
     }
     const target = join(workDir, "m");
     await mkdir(target, { recursive: true });
@@ -245,48 +323,58 @@ class KernelMounter implements Mounter {
   }
 
   /**
-   * Undoes `state`'s steps, last first, each only if it is still in effect; then removes the
-   * helper files and the journal. During a rollback (`rollback`), a mount that will not go is
-   * detached lazily (nothing can be using a mount that was never returned); on unmount, a busy
-   * mount fails the call with FAILED_PRECONDITION and leaves the rest (and the journal) for a
-   * later retry.
+   * Undoes `state`'s steps, last first, each only if it is still in effect, removing each from
+   * the journal once done; then removes the helper files and the journal. Steps of a mount
+   * made in another boot are not looked for (loop devices, pids and FUSE exports do not
+   * survive a reboot, and their names may now be someone else's). During a rollback
+   * (`rollback`), a mount that will not go is detached lazily (nothing can be using a mount
+   * that was never handed out) and later steps are still tried; otherwise the first failure
+   * stops the undo, and the journal keeps what is left for a retry.
    */
   async #undo(state: KernelMountState, rollback: boolean): Promise<void> {
     const tools = this.#tools;
+    const journaled = existsSync(join(state.workDir, JOURNAL_NAME));
+    const sameBoot = state.bootId === (await currentBootId());
     const errors: unknown[] = [];
-    for (const step of [...state.steps].reverse()) {
+    for (let i = state.steps.length - 1; i >= 0; i--) {
+      const step = state.steps[i]!;
       try {
         switch (step.kind) {
           case "mount":
-            await this.#umount(step.target, rollback);
+            await this.#umount(state.id, step.target, rollback);
             break;
           case "loop":
-            // Without a recorded device the process died inside losetup; the device (if any)
+            // Without a recorded device the process died inside losetup; that device (if any)
             // cannot be told apart from other mounts' devices on the same layer file.
-            if (step.device && step.backing) await detachLoop(tools, step.device, step.backing);
+            if (sameBoot && step.device && step.backing) await detachLoop(tools, step.device, step.backing);
             break;
           case "qsd":
-            await stopExport(tools, step, step.pid);
+            if (sameBoot) await stopExport(tools, step, step.pid);
             break;
         }
       } catch (err) {
         if (!rollback) throw err;
         errors.push(err);
+        continue;
       }
+      state.steps.splice(i, 1);
+      if (journaled) await writeJournal(state);
     }
-    if (errors.length > 0) throw new AggregateError(errors, `undoing the mount of ${state.id}: ${errors.map((e) => (e as Error).message).join("; ")}`);
+    if (errors.length > 0) {
+      throw new DriverError("INTERNAL", `releasing the mount of ${state.id}: ${errors.map((e) => (e as Error).message).join("; ")}`, { id: state.id, cause: new AggregateError(errors) });
+    }
     await removeHelpers(state.workDir);
     await removeJournal(state.workDir);
   }
 
-  async #umount(target: string, lazy: boolean): Promise<void> {
+  async #umount(id: string, target: string, lazy: boolean): Promise<void> {
     if (!(await isMountPoint(target))) return;
     try {
       await run(this.#tools.umount, [target], this.#runOptions());
     } catch (err) {
       if (!lazy) {
         const busy = /busy/i.test((err as Error).message);
-        throw busy ? new KernelMountError("FAILED_PRECONDITION", `${target} is busy: ${(err as Error).message}`, { cause: err }) : err;
+        throw busy ? new DriverError("FAILED_PRECONDITION", `${target} is in use: ${(err as Error).message}`, { id, cause: err }) : err;
       }
       await run(this.#tools.umount, ["--lazy", target], this.#runOptions());
     }
@@ -297,27 +385,37 @@ class KernelMounter implements Mounter {
   }
 }
 
+/** Makes (if needed) the empty directory `name` in `workDir` and returns `name`, for a lower dir. */
+async function emptyDir(workDir: string, name: string): Promise<string> {
+  await mkdir(join(workDir, name), { recursive: true });
+  return name;
+}
+
 /**
- * Removes the mount points of a work folder, with rmdir only: a directory that is still a
- * mount point (or not empty) stays, so a leftover mount can never have its contents deleted.
+ * Removes the mount points and helper folders of a work folder, with rmdir only: a directory
+ * that is still a mount point (or not empty) stays, so a leftover mount can never have its
+ * contents deleted. The work folder itself is the core's to remove.
  */
 async function removeHelpers(workDir: string): Promise<void> {
   const tryRmdir = (p: string) => rmdir(p).catch(() => {});
-  const lowers = await readdir(join(workDir, "l")).catch(() => [] as string[]);
-  for (const name of lowers) await tryRmdir(join(workDir, "l", name));
-  for (const name of ["l", "s", "e", "m"]) await tryRmdir(join(workDir, name));
+  for (const name of await readdir(join(workDir, "l")).catch(() => [] as string[])) await tryRmdir(join(workDir, "l", name));
+  for (const name of ["l", "x", "s", "e1", "e2", "m"]) await tryRmdir(join(workDir, name));
 }
 
-/** Creates the `kernel` mounter. Requires Linux, root, loop devices, overlayfs, FUSE and the tools named in the options. */
+/**
+ * Creates the `kernel` mounter. Requires Linux, root, loop devices, overlayfs, FUSE, util-linux
+ * and qemu-storage-daemon (or the tools named in the options). Cheap: nothing is checked or
+ * started until the first `mount`.
+ */
 export function createKernelMounter(options: KernelMounterOptions = {}): Mounter {
   return new KernelMounter(options);
 }
 
 /**
  * Releases whatever a crashed process left mounted in `workDir` (a mount's work folder), as
- * recorded in its journal; does nothing when there is no journal. For the driver's start-up
- * sweep of `<home>/mounts/*` when it has no persisted state for an id (a crash during `mount`,
- * before the state was returned). Returns true if there was something to release.
+ * recorded in its journal; does nothing when there is no journal. Returns true if there was
+ * something to release. (The driver can equally call `unmount(id, {})` on a mounter made with
+ * `home`.)
  */
 export async function recoverKernelMount(workDir: string, options: KernelMounterOptions = {}): Promise<boolean> {
   const journal = await readJournal(workDir);

@@ -5,7 +5,7 @@
 // whom to stop. Stopping it with SIGTERM makes qemu flush and close the VHDX cleanly (BAT and
 // log written) and remove its FUSE mount.
 import { open, readFile, rm, writeFile } from "node:fs/promises";
-import { KernelMountError } from "./errors.js";
+import { DriverError } from "../../errors.js";
 import { run } from "./exec.js";
 import { commandArgs, findProcesses, isAlive, isMountPoint } from "./proc.js";
 
@@ -23,13 +23,25 @@ export interface QsdPaths {
   exportFile: string;
   /** The file the daemon writes its pid to. */
   pidFile: string;
+  /**
+   * Export writable (a container's own sandbox) or read-only (a writable layer's snapshot used
+   * as a lower layer). A read-only export opens the VHDX with `force-share=on`, so it works
+   * while another daemon holds the same VHDX writable (qemu's image locking would refuse).
+   */
+  writable: boolean;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** The export option that names `exportFile`; also how we recognise our daemon in /proc. */
-function exportOption(exportFile: string): string {
-  return `type=fuse,id=e,node-name=v,mountpoint=${exportFile},writable=on`;
+/** The part of the export option that names `exportFile`: how we recognise our daemon in /proc. */
+function exportMarker(exportFile: string): string {
+  return `,mountpoint=${qemuValue(exportFile)},`;
+}
+
+/** True for the argument vector of a qemu-storage-daemon exporting onto `exportFile`. */
+function exportsTo(args: string[], exportFile: string): boolean {
+  const marker = exportMarker(exportFile);
+  return args.some((a) => a.endsWith("qemu-storage-daemon")) && args.some((a) => a.includes(marker));
 }
 
 /**
@@ -40,24 +52,25 @@ function qemuValue(value: string): string {
   return value.replace(/,/g, ",,");
 }
 
-/** Starts the daemon exporting `paths.vhdx` writable onto `paths.exportFile`, and returns its pid. */
+/** Starts the daemon exporting `paths.vhdx` onto `paths.exportFile`, and returns its pid. */
 export async function startExport(tools: QsdTools, paths: QsdPaths): Promise<number> {
   // The FUSE export mounts over an existing regular file; an empty one is enough.
   await writeFile(paths.exportFile, "");
   await rm(paths.pidFile, { force: true });
+  const ro = paths.writable ? "" : ",read-only=on,force-share=on";
   await run(
     tools.qemuStorageDaemon,
     [
-      "--blockdev", `driver=file,node-name=f,filename=${qemuValue(paths.vhdx)}`,
-      "--blockdev", "driver=vhdx,node-name=v,file=f",
-      "--export", exportOption(qemuValue(paths.exportFile)),
+      "--blockdev", `driver=file,node-name=f,filename=${qemuValue(paths.vhdx)}${ro}`,
+      "--blockdev", `driver=vhdx,node-name=v,file=f${ro}`,
+      "--export", `type=fuse,id=e,node-name=v${exportMarker(paths.exportFile)}writable=${paths.writable ? "on" : "off"}`,
       "--pidfile", qemuValue(paths.pidFile),
       "--daemonize",
     ],
     { timeoutMs: tools.timeoutMs },
   );
   const pid = await readPidFile(paths.pidFile);
-  if (pid === undefined) throw new KernelMountError("MOUNT_FAILED", `qemu-storage-daemon for ${paths.vhdx} started but wrote no pid to ${paths.pidFile}`);
+  if (pid === undefined) throw new DriverError("INTERNAL", `qemu-storage-daemon for ${paths.vhdx} started but wrote no pid to ${paths.pidFile}`);
   return pid;
 }
 
@@ -73,7 +86,16 @@ async function readPidFile(pidFile: string): Promise<number | undefined> {
 /** True when `pid` is a qemu-storage-daemon exporting onto `exportFile` (not a recycled pid). */
 async function isOurDaemon(pid: number, exportFile: string): Promise<boolean> {
   const args = await commandArgs(pid);
-  return !!args && args.some((a) => a.endsWith("qemu-storage-daemon")) && args.includes(exportOption(qemuValue(exportFile)));
+  return !!args && exportsTo(args, exportFile);
+}
+
+/** Sends `sig` to `pid`; a process that is already gone is fine. */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+  }
 }
 
 /** Waits up to `ms` for `pid` to go; true if it did. */
@@ -110,19 +132,18 @@ export async function stopExport(tools: QsdTools, paths: QsdPaths, pid: number |
   for (const p of candidates) if ((await isAlive(p)) && (await isOurDaemon(p, paths.exportFile))) ours.push(p);
   if (ours.length === 0) {
     // Never recorded (crash between start and pid file) or recorded wrongly: look it up by export path.
-    const option = exportOption(qemuValue(paths.exportFile));
-    ours.push(...(await findProcesses((args) => args.some((a) => a.endsWith("qemu-storage-daemon")) && args.includes(option))));
+    ours.push(...(await findProcesses((args) => exportsTo(args, paths.exportFile))));
   }
-  if (ours.length > 0 && (await isMountPoint(paths.exportFile))) {
+  if (paths.writable && ours.length > 0 && (await isMountPoint(paths.exportFile))) {
     await flushExport(paths.exportFile).catch(() => {
       // A flush that fails (daemon wedged) must not keep us from stopping it; SIGTERM flushes too.
     });
   }
   for (const p of ours) {
-    process.kill(p, "SIGTERM");
+    signal(p, "SIGTERM");
     if (!(await waitGone(p, tools.timeoutMs))) {
-      process.kill(p, "SIGKILL");
-      if (!(await waitGone(p, 5000))) throw new KernelMountError("UNAVAILABLE", `qemu-storage-daemon ${p} (${paths.vhdx}) did not exit after SIGKILL`);
+      signal(p, "SIGKILL");
+      if (!(await waitGone(p, 5000))) throw new DriverError("UNAVAILABLE", `qemu-storage-daemon ${p} (${paths.vhdx}) did not exit after SIGKILL`);
     }
   }
   // A daemon that died without cleaning up leaves a dead FUSE mount ("transport endpoint is not connected").

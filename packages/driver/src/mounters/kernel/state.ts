@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
-import { KernelMountError } from "./errors.js";
+import { DriverError } from "../../errors.js";
 import type { LoopBacking } from "./loop.js";
 
 /** A loop device bound to `file`; `device`/`backing` are absent if the process died before losetup answered. */
@@ -23,7 +23,7 @@ export interface LoopStep {
 export interface MountStep {
   kind: "mount";
   target: string;
-  fsType: "ext4" | "overlay";
+  fsType: "ext4" | "overlay" | "tmpfs";
 }
 
 /** A qemu-storage-daemon exporting `vhdx` onto `exportFile`; `pid` is absent until it has started. */
@@ -32,6 +32,8 @@ export interface QsdStep {
   vhdx: string;
   exportFile: string;
   pidFile: string;
+  /** False for a writable layer's snapshot exported read-only as a lower layer. */
+  writable: boolean;
   pid?: number;
 }
 
@@ -42,22 +44,26 @@ export type Step = LoopStep | MountStep | QsdStep;
  *
  * ```json
  * { "mounter": "kernel", "version": 1, "id": "abc", "workDir": "/home/mounts/abc",
- *   "path": "/home/mounts/abc/m", "steps": [
+ *   "bootId": "0f1e...", "path": "/home/mounts/abc/m", "steps": [
  *     { "kind": "loop", "file": "/home/p/layer.vhd", "readOnly": true, "device": "/dev/loop3", "backing": { "ino": 12, "dev": "254:0" } },
  *     { "kind": "mount", "target": "/home/mounts/abc/l/1", "fsType": "ext4" },
- *     { "kind": "qsd", "vhdx": "/home/abc/sandbox.vhdx", "exportFile": "/home/mounts/abc/sandbox.raw", "pidFile": "/home/mounts/abc/qsd.pid", "pid": 4242 },
+ *     { "kind": "qsd", "vhdx": "/home/abc/sandbox.vhdx", "exportFile": "/home/mounts/abc/sandbox.raw", "pidFile": "/home/mounts/abc/qsd.pid", "writable": true, "pid": 4242 },
  *     { "kind": "loop", "file": "/home/mounts/abc/sandbox.raw", "readOnly": false, "device": "/dev/loop4", "backing": { "ino": 1, "dev": "0:61" } },
  *     { "kind": "mount", "target": "/home/mounts/abc/s", "fsType": "ext4" },
  *     { "kind": "mount", "target": "/home/mounts/abc/m", "fsType": "overlay" } ] }
  * ```
  *
  * `path` is null while a mount is in progress (only the journal file ever holds such a state).
+ * Undo removes each step from the journal once it is undone, so after a crash in the middle
+ * of an unmount the journal holds exactly what is left.
  */
 export interface KernelMountState {
   mounter: "kernel";
   version: 1;
   id: string;
   workDir: string;
+  /** The kernel's boot id when the mount was made; nothing of a mount from another boot is still attached. */
+  bootId: string;
   path: string | null;
   steps: Step[];
 }
@@ -66,7 +72,7 @@ export interface KernelMountState {
 export const JOURNAL_NAME = "kernel-mount.json";
 
 function bad(why: string): never {
-  throw new KernelMountError("INVALID_ARGUMENT", `not a kernel mounter state: ${why}`);
+  throw new DriverError("DATA_LOSS", `not a kernel mounter state: ${why}`);
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -89,7 +95,7 @@ function parseStep(raw: unknown, i: number): Step {
       return step;
     }
     case "mount":
-      if (raw.fsType !== "ext4" && raw.fsType !== "overlay") bad(`step ${i} fsType ${JSON.stringify(raw.fsType)}`);
+      if (raw.fsType !== "ext4" && raw.fsType !== "overlay" && raw.fsType !== "tmpfs") bad(`step ${i} fsType ${JSON.stringify(raw.fsType)}`);
       return { kind: "mount", target: absolute(raw.target, `step ${i} target`), fsType: raw.fsType };
     case "qsd": {
       const step: QsdStep = {
@@ -97,6 +103,7 @@ function parseStep(raw: unknown, i: number): Step {
         vhdx: absolute(raw.vhdx, `step ${i} vhdx`),
         exportFile: absolute(raw.exportFile, `step ${i} exportFile`),
         pidFile: absolute(raw.pidFile, `step ${i} pidFile`),
+        writable: raw.writable !== false,
       };
       if (raw.pid !== undefined) {
         if (!Number.isSafeInteger(raw.pid) || (raw.pid as number) <= 1) bad(`step ${i} pid ${JSON.stringify(raw.pid)}`);
@@ -111,20 +118,23 @@ function parseStep(raw: unknown, i: number): Step {
 
 /**
  * Checks that `raw` (a state as persisted, possibly by another version or process) is a kernel
- * mounter state and returns it typed. Throws INVALID_ARGUMENT naming what is wrong.
+ * mounter state and returns it typed. Another mounter's state is INVALID_ARGUMENT; a damaged
+ * one DATA_LOSS, naming what is wrong.
  */
 export function parseKernelMountState(raw: unknown): KernelMountState {
   if (!isObject(raw)) bad("not an object");
-  if (raw.mounter !== "kernel") bad(`mounter is ${JSON.stringify(raw.mounter)}`);
+  if (raw.mounter !== "kernel") throw new DriverError("INVALID_ARGUMENT", `not a kernel mounter state: mounter is ${JSON.stringify(raw.mounter)}`);
   if (raw.version !== 1) bad(`unsupported version ${JSON.stringify(raw.version)}`);
   if (typeof raw.id !== "string" || raw.id === "") bad("id is missing");
   if (raw.path !== null && typeof raw.path !== "string") bad("path is not a string");
+  if (typeof raw.bootId !== "string") bad("bootId is missing");
   if (!Array.isArray(raw.steps)) bad("steps is not an array");
   return {
     mounter: "kernel",
     version: 1,
     id: raw.id,
     workDir: absolute(raw.workDir, "workDir"),
+    bootId: raw.bootId,
     path: raw.path as string | null,
     steps: raw.steps.map(parseStep),
   };
@@ -143,20 +153,20 @@ export async function writeJournal(state: KernelMountState): Promise<void> {
   }
 }
 
-/** The journal left in `workDir`, or undefined if there is none. A malformed journal throws INVALID_ARGUMENT. */
+/** The journal left in `workDir`, or undefined if there is none (or no such folder). A damaged journal throws DATA_LOSS. */
 export async function readJournal(workDir: string): Promise<KernelMountState | undefined> {
   let text: string;
   try {
     text = await readFile(join(workDir, JOURNAL_NAME), "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
     throw err;
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new KernelMountError("INVALID_ARGUMENT", `journal ${join(workDir, JOURNAL_NAME)} is not JSON`, { cause: err });
+    throw new DriverError("DATA_LOSS", `journal ${join(workDir, JOURNAL_NAME)} is not JSON`, { cause: err });
   }
   return parseKernelMountState(raw);
 }
@@ -164,4 +174,9 @@ export async function readJournal(workDir: string): Promise<KernelMountState | u
 /** Removes the journal of `workDir` (done last, once everything it records is undone). */
 export async function removeJournal(workDir: string): Promise<void> {
   await rm(join(workDir, JOURNAL_NAME), { force: true });
+}
+
+/** The kernel's boot id (changes at every boot). */
+export async function currentBootId(): Promise<string> {
+  return (await readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
 }
