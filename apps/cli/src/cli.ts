@@ -26,6 +26,9 @@ ${lines.join("\n")}
 Options:
   -h, --help     Show this help (or 'lcow <command> --help' for a command's).
   -v, --version  Print the version.
+  --root <dir>   The layer store for the store commands (layers, create, apply, diff,
+                 changes, mount, umount, cleanup; check --root checks the store).
+  --opt <k=v>    A driver option for the store, repeatable (e.g. lcow.mounter=kernel).
 `;
 }
 
@@ -35,7 +38,29 @@ Options:
  * stderr). Never throws, whatever a command does.
  */
 export async function run(argv: string[], io: CliIO): Promise<number> {
-  const [first, ...rest] = argv;
+  // Store options come before the command: `lcow --root <dir> [--opt k=v]... <command>`.
+  let args = argv;
+  let store: { root: string; opts: string[] } | undefined;
+  for (;;) {
+    const [flag, value] = args;
+    const inline = flag?.match(/^--(root|opt)=(.*)$/);
+    if (inline || flag === "--root" || flag === "--opt") {
+      const name = inline ? inline[1] : flag!.slice(2);
+      const v = inline ? inline[2] : value;
+      if (v === undefined || v === "") return usageError(io, `${flag} needs a value`);
+      store ??= { root: "", opts: [] };
+      if (name === "root") store.root = v;
+      else store.opts.push(v);
+      args = args.slice(inline ? 1 : 2);
+      continue;
+    }
+    break;
+  }
+  if (store) {
+    if (store.root === "") return usageError(io, "--opt needs --root <dir> too");
+    io = { ...io, store };
+  }
+  const [first, ...rest] = args;
   if (first === undefined) {
     io.stderr.write(globalUsage());
     return ExitCode.USAGE;

@@ -1,6 +1,7 @@
 // The CLI's one boundary for errors: every failure, whatever threw it, is turned into a
 // `CliFailure` here, and only here, so exit codes and messages are uniform across commands.
 
+import { isDriverError } from "@lcow/driver";
 import { isVhdError } from "@lcow/vhd";
 
 /** A bad command line: unknown command or flag, missing operand. Exits 2 with usage. */
@@ -57,6 +58,7 @@ function isSystemError(err: unknown): err is NodeJS.ErrnoException & { code: str
  */
 export function toFailure(err: unknown): CliFailure {
   if (isVhdError(err)) return { code: err.code, message: err.message, path: err.path, offset: err.offset };
+  if (isDriverError(err)) return { code: err.code, message: err.message, path: undefined, offset: undefined };
   if (err instanceof CliError) return { code: err.code, message: err.message, path: err.path, offset: undefined };
   if (isSystemError(err)) return { code: "IO", message: describeSystemError(err), path: err.path, offset: undefined };
   const message = err instanceof Error ? err.message : String(err);

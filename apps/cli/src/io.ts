@@ -14,6 +14,8 @@ export interface CliIO {
   stdin: AsyncIterable<Uint8Array>;
   /** Results: the summary or the `--json` object. */
   stdout: TextSink;
+  /** The layer store named by the global `--root` (and `--opt k=v` driver options), if given. */
+  store?: { root: string; opts: string[] };
   /** Standard output as a byte stream, for commands that write data there (`lcow export -o -`). */
   stdoutStream?: NodeJS.WritableStream;
   /** Diagnostics: errors, warnings and the progress bar (drawn only when `isTTY`). */
