@@ -1,7 +1,7 @@
 // The graph-driver operations as the HTTP layer sees them. The server is written against this
 // interface only; `createLcowDriver` (below) is the one place it meets `@lcow/driver`.
 
-import { init, DriverError, REPRODUCES_EXACT_DIFFS, type Driver } from "@lcow/driver";
+import { init, DriverError, REPRODUCES_EXACT_DIFFS, type Driver, type DriverOptions } from "@lcow/driver";
 import { silentLogger, type Logger } from "./log.js";
 
 
@@ -62,6 +62,8 @@ export interface GraphDriver {
 export interface LcowDriverOptions {
   /** If not provided, nothing is logged. */
   log?: Logger;
+  /** Passed to `@lcow/driver`'s `init` (extra mounter factories, fsync). If not provided, its defaults. */
+  driverOptions?: DriverOptions;
 }
 
 /**
@@ -70,14 +72,17 @@ export interface LcowDriverOptions {
  * Every other call before `init` is FAILED_PRECONDITION.
  */
 export function createLcowDriver(options: LcowDriverOptions = {}): GraphDriver {
-  return new LcowGraphDriver(options.log ?? silentLogger);
+  return new LcowGraphDriver(options.log ?? silentLogger, options.driverOptions ?? {});
 }
 
 class LcowGraphDriver implements GraphDriver {
   readonly reproducesExactDiffs = REPRODUCES_EXACT_DIFFS;
   private store: Driver | undefined;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly driverOptions: DriverOptions,
+  ) {}
 
   private get s(): Driver {
     if (this.store === undefined) throw new DriverError("FAILED_PRECONDITION", "the layer store is not open (no --root and no GraphDriver.Init yet)");
@@ -85,7 +90,7 @@ class LcowGraphDriver implements GraphDriver {
   }
 
   async init(home: string, options: readonly string[]): Promise<void> {
-    const next = await init(home, options);
+    const next = await init(home, options, this.driverOptions);
     const previous = this.store;
     this.store = next;
     if (previous !== undefined) {

@@ -1,16 +1,18 @@
-// `lcow-plugin`: the Docker graphdriver plugin process. Parses flags, opens the driver at --root,
+// `lcow-plugin`'s body: the Docker graphdriver plugin process. Parses flags, opens the driver at --root,
 // listens, and on SIGTERM/SIGINT finishes requests in flight, releases every mount and exits.
 
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { createRequire } from "node:module";
+import type { DriverOptions } from "@lcow/driver";
 import { parsePluginArgs, specFileText, USAGE } from "./args.js";
 import { createLcowDriver } from "./driver.js";
 import { toPluginResponse } from "./errors.js";
 import { createLogger } from "./log.js";
 import { PluginServer } from "./server.js";
 
-async function main(argv: string[]): Promise<number> {
+/** Runs the plugin process with `argv`; resolves with the exit code. `driverOptions` lets a build add mounters. */
+export async function runPlugin(argv: string[], driverOptions?: DriverOptions): Promise<number> {
   let args;
   try {
     args = parsePluginArgs(argv);
@@ -28,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ level: args.logLevel });
-  const server = new PluginServer({ driver: createLcowDriver({ log }), root: args.root, options: args.options, log });
+  const server = new PluginServer({ driver: createLcowDriver({ log, driverOptions }), root: args.root, options: args.options, log });
   try {
     await server.start();
     if (!args.socket.startsWith("\\\\")) await mkdir(dirname(args.socket), { recursive: true });
@@ -71,5 +73,4 @@ async function main(argv: string[]): Promise<number> {
   });
 }
 
-// Exit explicitly: the driver may hold handles (helper processes, timers) that cleanup has released but not unref'd.
-process.exit(await main(process.argv.slice(2)));
+

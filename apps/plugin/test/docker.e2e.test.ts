@@ -14,11 +14,12 @@ import { checkImage } from "@lcow/vhd";
 import { copyBinaries, dockerSkipReason, run, startDockerd, startPlugin, tarDir, type Dockerd, type PluginProcess } from "./docker.js";
 
 const pluginDir = join(import.meta.dirname, "..");
-const MAIN = join(pluginDir, "dist", "main.js");
+// LCOW_E2E_PLUGIN_MAIN runs another build of the plugin (one that registers an unreleased mounter).
+const MAIN = process.env.LCOW_E2E_PLUGIN_MAIN ?? join(pluginDir, "dist", "main.js");
 const staticSkip = dockerSkipReason();
 if (staticSkip !== undefined) console.warn(`[docker.e2e] skipped: ${staticSkip}`);
 // `get` must return a real rootfs for create/cp/export/run: only the kernel mounter does that on Linux.
-const KERNEL = BUILTIN_MOUNTERS.kernel !== undefined;
+const KERNEL = BUILTIN_MOUNTERS.kernel !== undefined || process.env.LCOW_E2E_KERNEL === "1";
 const RESERVED = new Set(["cache", "scratch", "mounts", "locks"]);
 
 let dir: string;
@@ -109,7 +110,7 @@ describe.skipIf(staticSkip !== undefined)("lcow-plugin under a real dockerd", ()
   let importedId = "";
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "lcow-e2e-"));
+    dir = await mkdtemp(join(tmpdir(), "lcow-plugin-e2e-"));
     root = join(dir, "plugin-root");
     name = `lcow-e2e-${process.pid}-${randomBytes(3).toString("hex")}`;
     socket = `/run/docker/plugins/${name}.sock`;
@@ -132,7 +133,11 @@ describe.skipIf(staticSkip !== undefined)("lcow-plugin under a real dockerd", ()
       if (ids.length > 0) await D(["rm", "-f", ...ids]).catch(() => {});
       await daemon.stop();
     }
-    const code = await plugin?.stop();
+    const code = plugin === undefined ? 0 : await plugin.stop();
+    if (code !== 0 || process.env.LCOW_E2E_SHOW_LOGS === "1") {
+      console.warn(`[docker.e2e] plugin log tail:\n${(await readFile(join(dir, "plugin.log"), "utf8").catch(() => "")).slice(-6000)}`);
+      if (daemon !== undefined) console.warn(`[docker.e2e] dockerd log tail:\n${(await readFile(daemon.log, "utf8").catch(() => "")).slice(-4000)}`);
+    }
     // Nothing may stay mounted or attached under our directory.
     const mounts = (await readFile("/proc/self/mountinfo", "utf8")).split("\n").filter((l) => dir !== undefined && l.includes(dir));
     const loops = dir === undefined ? "" : (await run("losetup", ["-a"]).catch(() => ({ stdout: "" }))).stdout.split("\n").filter((l) => l.includes(dir)).join("\n");

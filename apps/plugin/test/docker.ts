@@ -16,6 +16,9 @@ export const DOCKERD = "/usr/sbin/dockerd";
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Thrown by a probe to stop waiting at once (the process being waited for has exited). */
+class Fatal extends Error {}
+
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -24,6 +27,7 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
       const value = await probe();
       if (value !== undefined) return value;
     } catch (err) {
+      if (err instanceof Fatal) throw err;
       last = err;
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
@@ -110,7 +114,7 @@ export async function startDockerd(dir: string, driver: string, extra: string[] 
   };
   try {
     await waitFor("dockerd", 60_000, async () => {
-      if (exited !== undefined) throw new Error(exited);
+      if (exited !== undefined) throw new Fatal(exited);
       await run(DOCKER_CLI, ["-H", `unix://${sock}`, "version"], { timeout: 10_000 });
       return true;
     });
@@ -151,7 +155,7 @@ export async function startPlugin(args: { main: string; root: string; socket: st
   let exited: string | undefined;
   child.once("exit", (code, signal) => (exited = `plugin exited (${code ?? signal}); see ${args.log}`));
   await waitFor("the plugin socket", 30_000, async () => {
-    if (exited !== undefined) throw new Error(exited);
+    if (exited !== undefined) throw new Fatal(`${exited}: ${(await readFile(args.log, "utf8").catch(() => "")).slice(-2000)}`);
     return (await lstat(args.socket).catch(() => undefined))?.isSocket() ? true : undefined;
   });
   return {
