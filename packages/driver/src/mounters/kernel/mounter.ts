@@ -36,9 +36,9 @@ import {
   currentBootId,
   JOURNAL_NAME,
   parseKernelMountState,
+  JournalWriter,
   readJournal,
   removeJournal,
-  writeJournal,
   type KernelMountState,
   type LoopStep,
   type QsdStep,
@@ -70,6 +70,12 @@ export interface KernelMounterOptions {
 export const MAX_LOWER_LAYERS = 500;
 /** mount(2) copies one page of option data; the options and their NUL must fit. */
 const MAX_MOUNT_DATA = 4096 - 1;
+/**
+ * How many layers are attached (or released) at once. losetup, mount and umount each take a few
+ * milliseconds, mostly process start-up, so a 128-layer chain goes several times faster in
+ * parallel; a small bound keeps a deep chain from starting hundreds of processes at once.
+ */
+const PARALLEL_LAYERS = 8;
 /** Size of the fixed VHD footer that follows the ext4 image in layer.vhd. */
 const VHD_FOOTER_SIZE = 512;
 
@@ -180,41 +186,33 @@ class KernelMounter implements Mounter {
     }
 
     const state: KernelMountState = { mounter: "kernel", version: 1, id, workDir, bootId: await currentBootId(), path: null, steps: [] };
-    const journal = () => writeJournal(state);
-    const record = async (step: Step): Promise<void> => {
-      state.steps.push(step);
-      await journal();
-    };
+    const journal = new JournalWriter(state);
     try {
-      await journal();
-      const lowerDirs: string[] = [];
-      for (const [i, lower] of lowers.entries()) {
+      await journal.save();
+      const lowerDirs = lowers.map((lower, i) => (lower.kind === "layer" ? `l/${i + 1}` : `l/${i + 1}/upper`));
+      await forEachLimit(lowers, PARALLEL_LAYERS, async (lower, i) => {
         const n = String(i + 1);
-        if (lower.kind === "layer") {
-          await this.#mountLayer(id, join(lower.dir, LAYER_FILE), join(workDir, "l", n), record, journal);
-          lowerDirs.push(`l/${n}`);
-        } else {
-          await this.#mountSandbox(id, join(lower.dir, SANDBOX_FILE), { exportFile: join(workDir, "x", `${n}.raw`), pidFile: join(workDir, "x", `${n}.pid`), target: join(workDir, "l", n) }, false, record, journal);
-          lowerDirs.push(`l/${n}/upper`);
-        }
-      }
+        const unit = new Unit(`l/${n}`, journal);
+        if (lower.kind === "layer") await this.#mountLayer(id, join(lower.dir, LAYER_FILE), join(workDir, "l", n), unit);
+        else await this.#mountSandbox(id, join(lower.dir, SANDBOX_FILE), { exportFile: join(workDir, "x", `${n}.raw`), pidFile: join(workDir, "x", `${n}.pid`), target: join(workDir, "l", n) }, false, unit);
+      });
       let path: string;
       if (own === "sandbox") {
-        await this.#mountSandbox(id, join(request.layerDir, SANDBOX_FILE), { exportFile: join(workDir, "sandbox.raw"), pidFile: join(workDir, "qsd.pid"), target: join(workDir, "s") }, true, record, journal);
+        await this.#mountSandbox(id, join(request.layerDir, SANDBOX_FILE), { exportFile: join(workDir, "sandbox.raw"), pidFile: join(workDir, "qsd.pid"), target: join(workDir, "s") }, true, new Unit("s", journal));
         if (lowerDirs.length === 0) lowerDirs.push(await emptyDir(workDir, "e1"));
         // index, redirect_dir and metacopy off: `diff` reads upper/ as a plain tree, which only
         // holds if copy-up writes whole files and renamed lower dirs are copied up whole.
-        path = await this.#mountOverlay(workDir, `lowerdir=${lowerDirs.join(":")},upperdir=s/upper,workdir=s/work,index=off,redirect_dir=off,metacopy=off`, record);
+        path = await this.#mountOverlay(workDir, `lowerdir=${lowerDirs.join(":")},upperdir=s/upper,workdir=s/work,index=off,redirect_dir=off,metacopy=off`, new Unit("m", journal));
       } else if (lowers.length === 1 && lowers[0]!.kind === "layer") {
         // A base layer alone needs no union: its ext4 mount is already read-only.
         path = join(workDir, "l", "1");
       } else {
         // Without an upper dir overlayfs wants two lower dirs (Linux before 6.6 refuses one).
         while (lowerDirs.length < 2) lowerDirs.push(await emptyDir(workDir, `e${lowerDirs.length + 1}`));
-        path = await this.#mountOverlay(workDir, `ro,lowerdir=${lowerDirs.join(":")}`, record);
+        path = await this.#mountOverlay(workDir, `ro,lowerdir=${lowerDirs.join(":")}`, new Unit("m", journal));
       }
       state.path = path;
-      await journal();
+      await journal.save();
       return { path, state: state as unknown as MountState };
     } catch (err) {
       try {
@@ -259,11 +257,11 @@ class KernelMounter implements Mounter {
     }
   }
 
-  async #mountLayer(id: string, file: string, target: string, record: (s: Step) => Promise<void>, journal: () => Promise<void>): Promise<void> {
+  async #mountLayer(id: string, file: string, target: string, unit: Unit): Promise<void> {
     const sizeLimit = await ext4SizeOfVhd(file, id);
-    const device = await this.#attach(file, { readOnly: true, sizeLimit }, record, journal);
+    const device = await this.#attach(file, { readOnly: true, sizeLimit }, unit);
     await mkdir(target, { recursive: true });
-    await record({ kind: "mount", target, fsType: "ext4" });
+    await unit.record({ kind: "mount", target, fsType: "ext4" });
     // noload: a read-only mount must never replay a journal (layers have none, but a foreign one might).
     await run(this.#tools.mount, ["-t", "ext4", "-o", "ro,noload", device, target], this.#runOptions());
   }
@@ -277,17 +275,16 @@ class KernelMounter implements Mounter {
     vhdx: string,
     where: { exportFile: string; pidFile: string; target: string },
     writable: boolean,
-    record: (s: Step) => Promise<void>,
-    journal: () => Promise<void>,
+    unit: Unit,
   ): Promise<void> {
     await mkdir(join(where.exportFile, ".."), { recursive: true });
     const qsd: QsdStep = { kind: "qsd", vhdx, exportFile: where.exportFile, pidFile: where.pidFile, writable };
-    await record(qsd);
+    await unit.record(qsd);
     qsd.pid = await startExport(this.#tools, qsd);
-    await journal();
-    const device = await this.#attach(where.exportFile, { readOnly: !writable }, record, journal);
+    await unit.save();
+    const device = await this.#attach(where.exportFile, { readOnly: !writable }, unit);
     await mkdir(where.target, { recursive: true });
-    await record({ kind: "mount", target: where.target, fsType: "ext4" });
+    await unit.record({ kind: "mount", target: where.target, fsType: "ext4" });
     await run(this.#tools.mount, ["-t", "ext4", "-o", writable ? "rw" : "ro,noload", device, where.target], this.#runOptions());
     if (writable) {
       // Sandboxes made by Docker's service VM or without directories get them on first mount.
@@ -299,72 +296,86 @@ class KernelMounter implements Mounter {
   }
 
   /** Attaches a loop device to `file`, recording the step before losetup runs and the device as soon as it is known. */
-  async #attach(file: string, options: { readOnly: boolean; sizeLimit?: number }, record: (s: Step) => Promise<void>, journal: () => Promise<void>): Promise<string> {
+  async #attach(file: string, options: { readOnly: boolean; sizeLimit?: number }, unit: Unit): Promise<string> {
     const loop: LoopStep = { kind: "loop", file, readOnly: options.readOnly };
-    await record(loop);
+    await unit.record(loop);
     const { device, backing } = await attachLoop(this.#tools, file, options, async (device) => {
       loop.device = device;
-      await journal();
+      await unit.save();
     });
     loop.backing = backing;
-    await journal();
+    await unit.save();
     return device;
   }
 
-  async #mountOverlay(workDir: string, options: string, record: (s: Step) => Promise<void>): Promise<string> {
+  async #mountOverlay(workDir: string, options: string, unit: Unit): Promise<string> {
     if (options.length > MAX_MOUNT_DATA) {
       throw new DriverError("FAILED_PRECONDITION", `overlay options for ${workDir} are ${options.length} bytes; mount data is limited to one page`);
     }
     const target = join(workDir, "m");
     await mkdir(target, { recursive: true });
-    await record({ kind: "mount", target, fsType: "overlay" });
+    await unit.record({ kind: "mount", target, fsType: "overlay" });
     await run(this.#tools.mount, ["-t", "overlay", "-o", options, "overlay", target], this.#runOptions(workDir));
     return target;
   }
 
   /**
-   * Undoes `state`'s steps, last first, each only if it is still in effect, removing each from
-   * the journal once done; then removes the helper files and the journal. Steps of a mount
-   * made in another boot are not looked for (loop devices, pids and FUSE exports do not
-   * survive a reboot, and their names may now be someone else's). During a rollback
-   * (`rollback`), a mount that will not go is detached lazily (nothing can be using a mount
-   * that was never handed out) and later steps are still tried; otherwise the first failure
-   * stops the undo, and the journal keeps what is left for a retry.
+   * Undoes `state`'s steps, each only if it is still in effect, removing each from the journal
+   * once done; then removes the helper files and the journal. The union goes first, then each
+   * layer's unit (in parallel), each unit's steps last first. Steps of a mount made in another
+   * boot are not looked for (loop devices, pids and FUSE exports do not survive a reboot, and
+   * their names may now be someone else's). During a rollback (`rollback`), a mount that will
+   * not go is detached lazily (nothing can be using a mount that was never handed out) and the
+   * other steps are still tried; otherwise the first failure stops the undo, and the journal
+   * keeps what is left for a retry.
    */
   async #undo(state: KernelMountState, rollback: boolean): Promise<void> {
-    const tools = this.#tools;
     const journaled = existsSync(join(state.workDir, JOURNAL_NAME));
+    const journal = new JournalWriter(state);
     const sameBoot = state.bootId === (await currentBootId());
-    const errors: unknown[] = [];
-    for (let i = state.steps.length - 1; i >= 0; i--) {
-      const step = state.steps[i]!;
-      try {
-        switch (step.kind) {
-          case "mount":
-            await this.#umount(state.id, step.target, rollback);
-            break;
-          case "loop":
-            // Without a recorded device the process died inside losetup; that device (if any)
-            // cannot be told apart from other mounts' devices on the same layer file.
-            if (sameBoot && step.device && step.backing) await detachLoop(tools, step.device, step.backing);
-            break;
-          case "qsd":
-            if (sameBoot) await stopExport(tools, step, step.pid);
-            break;
-        }
-      } catch (err) {
-        if (!rollback) throw err;
-        errors.push(err);
-        continue;
-      }
-      state.steps.splice(i, 1);
-      if (journaled) await writeJournal(state);
+    const units = new Map<string, Step[]>();
+    for (const step of state.steps) {
+      const key = step.unit ?? "";
+      units.set(key, [...(units.get(key) ?? []), step]);
     }
+    const errors: unknown[] = [];
+    const undoUnit = async (steps: Step[]): Promise<void> => {
+      for (const step of [...steps].reverse()) {
+        try {
+          await this.#undoStep(state.id, step, sameBoot, rollback);
+        } catch (err) {
+          if (!rollback) throw err;
+          errors.push(err);
+          continue;
+        }
+        state.steps.splice(state.steps.indexOf(step), 1);
+        if (journaled) await journal.save();
+      }
+    };
+    await undoUnit(units.get("m") ?? []);
+    const layers = [...units].filter(([key]) => key !== "m" && key !== "").map(([, steps]) => steps);
+    await forEachLimit(layers, PARALLEL_LAYERS, undoUnit);
+    await undoUnit(units.get("") ?? []);
     if (errors.length > 0) {
       throw new DriverError("INTERNAL", `releasing the mount of ${state.id}: ${errors.map((e) => (e as Error).message).join("; ")}`, { id: state.id, cause: new AggregateError(errors) });
     }
     await removeHelpers(state.workDir);
     await removeJournal(state.workDir);
+  }
+
+  async #undoStep(id: string, step: Step, sameBoot: boolean, rollback: boolean): Promise<void> {
+    switch (step.kind) {
+      case "mount":
+        return this.#umount(id, step.target, rollback);
+      case "loop":
+        // Without a recorded device the process died inside losetup; that device (if any)
+        // cannot be told apart from other mounts' devices on the same layer file.
+        if (sameBoot && step.device && step.backing) await detachLoop(this.#tools, step.device, step.backing);
+        return;
+      case "qsd":
+        if (sameBoot) await stopExport(this.#tools, step, step.pid);
+        return;
+    }
   }
 
   async #umount(id: string, target: string, lazy: boolean): Promise<void> {
@@ -383,6 +394,50 @@ class KernelMounter implements Mounter {
   #runOptions(cwd?: string): RunOptions {
     return { timeoutMs: this.#tools.timeoutMs, cwd };
   }
+}
+
+/** One layer's (or the union's) share of the state: its steps carry its name, and are journaled as recorded. */
+class Unit {
+  constructor(
+    readonly name: string,
+    readonly journal: JournalWriter,
+  ) {}
+
+  /** Adds `step` to the state and journals it; called before the action the step describes. */
+  record(step: Step): Promise<void> {
+    step.unit = this.name;
+    this.journal.state.steps.push(step);
+    return this.journal.save();
+  }
+
+  /** Journals the state after a recorded step was completed (a device name, a pid). */
+  save(): Promise<void> {
+    return this.journal.save();
+  }
+}
+
+/**
+ * Runs `fn` over `items`, at most `limit` at a time. On the first failure no new item starts;
+ * the ones running are awaited (so the caller can undo everything they did), and the first
+ * error is thrown.
+ */
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  let first: unknown;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (err) {
+        if (!failed) first = err;
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failed) throw first;
 }
 
 /** Makes (if needed) the empty directory `name` in `workDir` and returns `name`, for a lower dir. */

@@ -10,8 +10,18 @@ import { isAbsolute, join } from "node:path";
 import { DriverError } from "../../errors.js";
 import type { LoopBacking } from "./loop.js";
 
+/**
+ * What every step has: the unit it belongs to. A unit is one layer's resources (`l/3`: its
+ * loop device and ext4 mount; `s`: the sandbox's daemon, loop device and mount) or the union
+ * (`m`). Steps of one unit are undone in reverse order; the union first, then the other units
+ * in parallel. A step without a unit is undone after all others, in reverse order.
+ */
+interface StepBase {
+  unit?: string;
+}
+
 /** A loop device bound to `file`; `device`/`backing` are absent if the process died before losetup answered. */
-export interface LoopStep {
+export interface LoopStep extends StepBase {
   kind: "loop";
   file: string;
   readOnly: boolean;
@@ -20,14 +30,14 @@ export interface LoopStep {
 }
 
 /** A filesystem mounted on `target` (absolute, symlink-free; unique to this mount's work folder). */
-export interface MountStep {
+export interface MountStep extends StepBase {
   kind: "mount";
   target: string;
   fsType: "ext4" | "overlay" | "tmpfs";
 }
 
 /** A qemu-storage-daemon exporting `vhdx` onto `exportFile`; `pid` is absent until it has started. */
-export interface QsdStep {
+export interface QsdStep extends StepBase {
   kind: "qsd";
   vhdx: string;
   exportFile: string;
@@ -45,12 +55,12 @@ export type Step = LoopStep | MountStep | QsdStep;
  * ```json
  * { "mounter": "kernel", "version": 1, "id": "abc", "workDir": "/home/mounts/abc",
  *   "bootId": "0f1e...", "path": "/home/mounts/abc/m", "steps": [
- *     { "kind": "loop", "file": "/home/p/layer.vhd", "readOnly": true, "device": "/dev/loop3", "backing": { "ino": 12, "dev": "254:0" } },
- *     { "kind": "mount", "target": "/home/mounts/abc/l/1", "fsType": "ext4" },
- *     { "kind": "qsd", "vhdx": "/home/abc/sandbox.vhdx", "exportFile": "/home/mounts/abc/sandbox.raw", "pidFile": "/home/mounts/abc/qsd.pid", "writable": true, "pid": 4242 },
- *     { "kind": "loop", "file": "/home/mounts/abc/sandbox.raw", "readOnly": false, "device": "/dev/loop4", "backing": { "ino": 1, "dev": "0:61" } },
- *     { "kind": "mount", "target": "/home/mounts/abc/s", "fsType": "ext4" },
- *     { "kind": "mount", "target": "/home/mounts/abc/m", "fsType": "overlay" } ] }
+ *     { "unit": "l/1", "kind": "loop", "file": "/home/p/layer.vhd", "readOnly": true, "device": "/dev/loop3", "backing": { "ino": 12, "dev": "254:0" } },
+ *     { "unit": "l/1", "kind": "mount", "target": "/home/mounts/abc/l/1", "fsType": "ext4" },
+ *     { "unit": "s", "kind": "qsd", "vhdx": "/home/abc/sandbox.vhdx", "exportFile": "/home/mounts/abc/sandbox.raw", "pidFile": "/home/mounts/abc/qsd.pid", "writable": true, "pid": 4242 },
+ *     { "unit": "s", "kind": "loop", "file": "/home/mounts/abc/sandbox.raw", "readOnly": false, "device": "/dev/loop4", "backing": { "ino": 1, "dev": "0:61" } },
+ *     { "unit": "s", "kind": "mount", "target": "/home/mounts/abc/s", "fsType": "ext4" },
+ *     { "unit": "m", "kind": "mount", "target": "/home/mounts/abc/m", "fsType": "overlay" } ] }
  * ```
  *
  * `path` is null while a mount is in progress (only the journal file ever holds such a state).
@@ -80,6 +90,13 @@ const absolute = (v: unknown, what: string): string => (typeof v === "string" &&
 
 function parseStep(raw: unknown, i: number): Step {
   if (!isObject(raw)) bad(`step ${i} is not an object`);
+  if (raw.unit !== undefined && typeof raw.unit !== "string") bad(`step ${i} unit ${JSON.stringify(raw.unit)}`);
+  const step = parseStepKind(raw, i);
+  if (typeof raw.unit === "string") step.unit = raw.unit;
+  return step;
+}
+
+function parseStepKind(raw: Record<string, unknown>, i: number): Step {
   switch (raw.kind) {
     case "loop": {
       const step: LoopStep = { kind: "loop", file: absolute(raw.file, `step ${i} file`), readOnly: raw.readOnly === true };
@@ -138,6 +155,23 @@ export function parseKernelMountState(raw: unknown): KernelMountState {
     path: raw.path as string | null,
     steps: raw.steps.map(parseStep),
   };
+}
+
+/**
+ * Saves a state to its journal, one write at a time in call order (steps are recorded from
+ * parallel work), each write taking the state as it is when the write starts, so the last
+ * write always holds the latest state.
+ */
+export class JournalWriter {
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor(readonly state: KernelMountState) {}
+
+  save(): Promise<void> {
+    const next = this.#tail.then(() => writeJournal(this.state));
+    this.#tail = next.catch(() => {});
+    return next;
+  }
 }
 
 /** Writes `state` to the journal of its work folder atomically (temporary name, rename). */
