@@ -5,7 +5,7 @@ import { execFile } from "node:child_process";
 import { DriverError } from "../../errors.js";
 
 export interface RunOptions {
-  /** Milliseconds before the tool is killed (SIGKILL) and the call fails UNAVAILABLE. */
+  /** Milliseconds before the tool is killed (SIGKILL) and the call fails UNAVAILABLE; 0 waits forever (`lcow.timeout=0`). */
   timeoutMs: number;
   /** Working directory; overlay mounts run in the mount's work folder so lower dirs can be short relative paths. */
   cwd?: string;

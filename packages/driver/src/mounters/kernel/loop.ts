@@ -16,7 +16,10 @@ export interface LoopBacking {
 
 export interface LoopTools {
   losetup: string;
+  /** Bound on each losetup run; 0 for none. */
   timeoutMs: number;
+  /** Bound on waiting for the kernel to let go of a device or a daemon to exit (never 0). */
+  waitMs: number;
 }
 
 interface LosetupJson {
@@ -77,9 +80,9 @@ export async function detachLoop(tools: LoopTools, device: string, backing: Loop
   // If something still had the device open (udev's blkid probe after the umount), the kernel only
   // set auto-clear and the file stays held. Wait for the release: the caller's next step may be
   // stopping the FUSE daemon that serves this file.
-  const deadline = Date.now() + tools.timeoutMs;
+  const deadline = Date.now() + tools.waitMs;
   while (same(await loopBacking(tools, device))) {
-    if (Date.now() > deadline) throw new DriverError("UNAVAILABLE", `${device} is still bound to its file ${tools.timeoutMs} ms after losetup --detach (held open by another process)`);
+    if (Date.now() > deadline) throw new DriverError("UNAVAILABLE", `${device} is still bound to its file ${tools.waitMs} ms after losetup --detach (held open by another process)`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -54,7 +54,10 @@ export interface KernelMounterOptions {
    * release what its journal records. If not provided, such calls do nothing.
    */
   home?: string;
-  /** Milliseconds each tool invocation (and a daemon's shutdown) may take before it is killed. If not provided, 60 000. */
+  /**
+   * Milliseconds each tool invocation (and a daemon's shutdown) may take before it is killed.
+   * 0 means no limit on tools, and 60 s for a daemon to exit after SIGTERM. If not provided, 60 000.
+   */
   timeoutMs?: number;
   /** Path or name of `losetup`. If not provided, "losetup" (searched on PATH). */
   losetup?: string;
@@ -150,8 +153,10 @@ class KernelMounter implements Mounter {
 
   constructor(options: KernelMounterOptions) {
     this.#home = options.home;
+    const timeoutMs = options.timeoutMs ?? 60_000;
     this.#tools = {
-      timeoutMs: options.timeoutMs ?? 60_000,
+      timeoutMs,
+      waitMs: timeoutMs > 0 ? timeoutMs : 60_000,
       losetup: options.losetup ?? "losetup",
       mount: options.mount ?? "mount",
       umount: options.umount ?? "umount",

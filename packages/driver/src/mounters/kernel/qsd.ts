@@ -12,7 +12,10 @@ import { commandArgs, findProcesses, isAlive, isMountPoint } from "./proc.js";
 export interface QsdTools {
   qemuStorageDaemon: string;
   umount: string;
+  /** Bound on each tool run; 0 for none. */
   timeoutMs: number;
+  /** How long a daemon gets to exit after SIGTERM before SIGKILL (never 0: a clean exit flushes the VHDX). */
+  waitMs: number;
 }
 
 /** Where a daemon's export and pid file live; both are unique to one mount's work folder. */
@@ -141,7 +144,7 @@ export async function stopExport(tools: QsdTools, paths: QsdPaths, pid: number |
   }
   for (const p of ours) {
     signal(p, "SIGTERM");
-    if (!(await waitGone(p, tools.timeoutMs))) {
+    if (!(await waitGone(p, tools.waitMs))) {
       signal(p, "SIGKILL");
       if (!(await waitGone(p, 5000))) throw new DriverError("UNAVAILABLE", `qemu-storage-daemon ${p} (${paths.vhdx}) did not exit after SIGKILL`);
     }
