@@ -1,7 +1,7 @@
 // The `kernel` mounter against the real kernel: layers written by @lcow/vhd, loop devices,
 // ext4, overlayfs and qemu-storage-daemon's FUSE export. Needs root; skipped without loop,
 // overlay or FUSE support. Every test checks that nothing it made stays attached.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,6 +12,8 @@ import { createKernelMounter, JOURNAL_NAME, recoverKernelMount } from "../src/mo
 import type { MountRequest, MountState } from "../src/mounters/types.js";
 
 const MiB = 1024 * 1024;
+const repo = join(import.meta.dirname, "..", "..", "..");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function kernelSupports(): boolean {
   if (process.platform !== "linux" || process.getuid?.() !== 0) return false;
@@ -440,6 +442,48 @@ describe.skipIf(!supported)("kernel mounter", () => {
     }
     expect(attached().loops).toHaveLength(2);
     await mounter.unmount("busy", persisted(state));
+    expect(attached()).toEqual(nothing);
+  });
+
+  it("releases everything after the mounting process is killed with SIGKILL at random points", async () => {
+    // The child runs this package's TypeScript, bundled once (Node 20 cannot strip types).
+    const childTs = join(home, "kill-child.ts");
+    const childJs = join(home, "kill-child.mjs");
+    await writeFile(
+      childTs,
+      `import { createKernelMounter } from ${JSON.stringify(join(import.meta.dirname, "..", "src", "mounters", "kernel", "index.ts"))};
+       await createKernelMounter().mount(JSON.parse(process.argv[2]));
+       process.stdout.write("mounted\\n");`,
+    );
+    execFileSync(join(repo, "node_modules", ".bin", "esbuild"), [childTs, "--bundle", "--platform=node", "--format=esm", "--target=node20", `--outfile=${childJs}`, "--log-level=error"]);
+    await sandbox("rw-snap");
+    await sandbox("rw-kill");
+    const req = request("rw-kill", [join(home, "rw-snap"), mid, base]);
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed / 2 ** 31);
+    let completed = 0;
+    for (let i = 0; i < 16; i++) {
+      const child = spawn(process.execPath, [childJs, JSON.stringify(req)], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+      const exited = new Promise((r) => child.once("exit", r));
+      await sleep(100 + rand() * 400);
+      child.kill("SIGKILL");
+      await exited;
+      if (out.includes("mounted")) completed++;
+      // Tools the child had started (mount, qemu-storage-daemon's start-up) finish on their own.
+      await sleep(300);
+      // What the core does at init for a mount record without state.
+      await createKernelMounter({ home }).unmount("rw-kill", {});
+      expect(attached(), `after kill ${i}`).toEqual(nothing);
+      expect(await readdir(req.workDir).catch(() => []), `after kill ${i}`).toEqual([]);
+    }
+    // Killed at random points: some before, some after the mount completed.
+    expect(completed).toBeGreaterThan(0);
+    expect(completed).toBeLessThan(16);
+    const { path, state } = await mounter.mount(req);
+    await writeFile(join(path, "after-kills"), "ok");
+    await mounter.unmount("rw-kill", state);
     expect(attached()).toEqual(nothing);
   });
 

@@ -21,15 +21,16 @@
 // limit of 500 lower layers binds first. (`lowerdir+` would lift the page limit, but needs
 // Linux 6.8 and the new mount API, which Debian 12's kernel 6.1 and util-linux 2.38 lack.)
 //
-// Each layer gets its own loop device and ext4 mount per union (no sharing between ids): it
-// costs a loop device per layer per mounted id, but no cross-id reference counts, locks or
-// state files are needed, and one id's crash can never strand another id's mounts.
+// Each union mounts each of its layers itself (its own mount points, no cross-id reference
+// counts, locks or state files, so one id's crash can never strand another id's mounts); the
+// kernel still shares the work underneath: mount(8) reuses one auto-clear loop device per layer
+// file, and ext4 then one superblock per device (see loop.ts).
 import { existsSync } from "node:fs";
-import { open, mkdir, readdir, realpath, rmdir, stat } from "node:fs/promises";
+import { open, mkdir, readdir, realpath, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DriverError } from "../../errors.js";
 import { run, type RunOptions } from "./exec.js";
-import { attachLoop, detachLoop, type LoopTools } from "./loop.js";
+import { releaseLoops, type LoopTools } from "./loop.js";
 import { isMountPoint, readMounts } from "./proc.js";
 import { startExport, stopExport, type QsdTools } from "./qsd.js";
 import {
@@ -40,7 +41,7 @@ import {
   readJournal,
   removeJournal,
   type KernelMountState,
-  type LoopStep,
+  type MountStep,
   type QsdStep,
   type Step,
 } from "./state.js";
@@ -264,11 +265,24 @@ class KernelMounter implements Mounter {
 
   async #mountLayer(id: string, file: string, target: string, unit: Unit): Promise<void> {
     const sizeLimit = await ext4SizeOfVhd(file, id);
-    const device = await this.#attach(file, { readOnly: true, sizeLimit }, unit);
-    await mkdir(target, { recursive: true });
-    await unit.record({ kind: "mount", target, fsType: "ext4" });
     // noload: a read-only mount must never replay a journal (layers have none, but a foreign one might).
-    await run(this.#tools.mount, ["-t", "ext4", "-o", "ro,noload", device, target], this.#runOptions());
+    await this.#mountLoop(file, target, `ro,sizelimit=${sizeLimit},noload`, false, unit);
+  }
+
+  /**
+   * Mounts the ext4 filesystem in `file` on `target` through an auto-clear loop device (see
+   * loop.ts), recording the step first and the device after.
+   */
+  async #mountLoop(file: string, target: string, options: string, privateFile: boolean, unit: Unit): Promise<void> {
+    await mkdir(target, { recursive: true });
+    const step: MountStep = { kind: "mount", target, fsType: "ext4", loop: { file, private: privateFile } };
+    await unit.record(step);
+    await run(this.#tools.mount, ["-t", "ext4", "-o", `loop,${options}`, file, target], this.#runOptions());
+    const source = (await readMounts()).find((m) => m.mountPoint === target)?.source;
+    if (source && /^\/dev\/loop\d+$/.test(source)) {
+      step.loop!.device = source;
+      await unit.save();
+    }
   }
 
   /**
@@ -287,10 +301,7 @@ class KernelMounter implements Mounter {
     await unit.record(qsd);
     qsd.pid = await startExport(this.#tools, qsd);
     await unit.save();
-    const device = await this.#attach(where.exportFile, { readOnly: !writable }, unit);
-    await mkdir(where.target, { recursive: true });
-    await unit.record({ kind: "mount", target: where.target, fsType: "ext4" });
-    await run(this.#tools.mount, ["-t", "ext4", "-o", writable ? "rw" : "ro,noload", device, where.target], this.#runOptions());
+    await this.#mountLoop(where.exportFile, where.target, writable ? "rw" : "ro,noload", true, unit);
     if (writable) {
       // Sandboxes made by Docker's service VM or without directories get them on first mount.
       await mkdir(join(where.target, "upper"), { recursive: true });
@@ -298,19 +309,6 @@ class KernelMounter implements Mounter {
     } else if (!existsSync(join(where.target, "upper"))) {
       throw new DriverError("DATA_LOSS", `${vhdx} has no upper/ directory to use as a lower layer of ${id}`, { id });
     }
-  }
-
-  /** Attaches a loop device to `file`, recording the step before losetup runs and the device as soon as it is known. */
-  async #attach(file: string, options: { readOnly: boolean; sizeLimit?: number }, unit: Unit): Promise<string> {
-    const loop: LoopStep = { kind: "loop", file, readOnly: options.readOnly };
-    await unit.record(loop);
-    const { device, backing } = await attachLoop(this.#tools, file, options, async (device) => {
-      loop.device = device;
-      await unit.save();
-    });
-    loop.backing = backing;
-    await unit.save();
-    return device;
   }
 
   async #mountOverlay(workDir: string, options: string, unit: Unit): Promise<string> {
@@ -371,11 +369,9 @@ class KernelMounter implements Mounter {
   async #undoStep(id: string, step: Step, sameBoot: boolean, rollback: boolean): Promise<void> {
     switch (step.kind) {
       case "mount":
-        return this.#umount(id, step.target, rollback);
-      case "loop":
-        // Without a recorded device the process died inside losetup; that device (if any)
-        // cannot be told apart from other mounts' devices on the same layer file.
-        if (sameBoot && step.device && step.backing) await detachLoop(this.#tools, step.device, step.backing);
+        await this.#umount(id, step.target, rollback);
+        // A private file's device must be gone before its FUSE daemon is stopped (next step).
+        if (sameBoot && step.loop?.private && existsSync(step.loop.file)) await releaseLoops(this.#tools, step.loop.file);
         return;
       case "qsd":
         if (sameBoot) await stopExport(this.#tools, step, step.pid);
@@ -460,6 +456,10 @@ async function removeHelpers(workDir: string): Promise<void> {
   const tryRmdir = (p: string) => rmdir(p).catch(() => {});
   for (const name of await readdir(join(workDir, "l")).catch(() => [] as string[])) await tryRmdir(join(workDir, "l", name));
   for (const name of ["l", "x", "s", "e1", "e2", "m"]) await tryRmdir(join(workDir, name));
+  // A journal write cut short by a crash leaves its temporary file.
+  for (const name of await readdir(workDir).catch(() => [] as string[])) {
+    if (name.startsWith(`${JOURNAL_NAME}.`) && name.endsWith(".tmp")) await rm(join(workDir, name), { force: true });
+  }
 }
 
 /**

@@ -8,7 +8,6 @@ import { randomBytes } from "node:crypto";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { DriverError } from "../../errors.js";
-import type { LoopBacking } from "./loop.js";
 
 /**
  * What every step has: the unit it belongs to. A unit is one layer's resources (`l/3`: its
@@ -20,20 +19,19 @@ interface StepBase {
   unit?: string;
 }
 
-/** A loop device bound to `file`; `device`/`backing` are absent if the process died before losetup answered. */
-export interface LoopStep extends StepBase {
-  kind: "loop";
-  file: string;
-  readOnly: boolean;
-  device?: string;
-  backing?: LoopBacking;
-}
-
 /** A filesystem mounted on `target` (absolute, symlink-free; unique to this mount's work folder). */
 export interface MountStep extends StepBase {
   kind: "mount";
   target: string;
-  fsType: "ext4" | "overlay" | "tmpfs";
+  fsType: "ext4" | "overlay";
+  /** For a filesystem on a file, the auto-clear loop device mount(8) bound to it. */
+  loop?: {
+    file: string;
+    /** True when `file` is private to this mount (a FUSE export), so its devices may be detached by force. */
+    private: boolean;
+    /** The device, once mounted (for diagnostics; the kernel frees it on unmount). */
+    device?: string;
+  };
 }
 
 /** A qemu-storage-daemon exporting `vhdx` onto `exportFile`; `pid` is absent until it has started. */
@@ -47,7 +45,7 @@ export interface QsdStep extends StepBase {
   pid?: number;
 }
 
-export type Step = LoopStep | MountStep | QsdStep;
+export type Step = MountStep | QsdStep;
 
 /**
  * What `mount` returns as `state`, JSON as is. Version 1:
@@ -55,11 +53,11 @@ export type Step = LoopStep | MountStep | QsdStep;
  * ```json
  * { "mounter": "kernel", "version": 1, "id": "abc", "workDir": "/home/mounts/abc",
  *   "bootId": "0f1e...", "path": "/home/mounts/abc/m", "steps": [
- *     { "unit": "l/1", "kind": "loop", "file": "/home/p/layer.vhd", "readOnly": true, "device": "/dev/loop3", "backing": { "ino": 12, "dev": "254:0" } },
- *     { "unit": "l/1", "kind": "mount", "target": "/home/mounts/abc/l/1", "fsType": "ext4" },
+ *     { "unit": "l/1", "kind": "mount", "target": "/home/mounts/abc/l/1", "fsType": "ext4",
+ *       "loop": { "file": "/home/p/layer.vhd", "private": false, "device": "/dev/loop3" } },
  *     { "unit": "s", "kind": "qsd", "vhdx": "/home/abc/sandbox.vhdx", "exportFile": "/home/mounts/abc/sandbox.raw", "pidFile": "/home/mounts/abc/qsd.pid", "writable": true, "pid": 4242 },
- *     { "unit": "s", "kind": "loop", "file": "/home/mounts/abc/sandbox.raw", "readOnly": false, "device": "/dev/loop4", "backing": { "ino": 1, "dev": "0:61" } },
- *     { "unit": "s", "kind": "mount", "target": "/home/mounts/abc/s", "fsType": "ext4" },
+ *     { "unit": "s", "kind": "mount", "target": "/home/mounts/abc/s", "fsType": "ext4",
+ *       "loop": { "file": "/home/mounts/abc/sandbox.raw", "private": true, "device": "/dev/loop4" } },
  *     { "unit": "m", "kind": "mount", "target": "/home/mounts/abc/m", "fsType": "overlay" } ] }
  * ```
  *
@@ -98,22 +96,17 @@ function parseStep(raw: unknown, i: number): Step {
 
 function parseStepKind(raw: Record<string, unknown>, i: number): Step {
   switch (raw.kind) {
-    case "loop": {
-      const step: LoopStep = { kind: "loop", file: absolute(raw.file, `step ${i} file`), readOnly: raw.readOnly === true };
-      if (raw.device !== undefined) {
-        if (typeof raw.device !== "string" || !/^\/dev\/loop\d+$/.test(raw.device)) bad(`step ${i} device ${JSON.stringify(raw.device)}`);
-        step.device = raw.device;
-      }
-      if (raw.backing !== undefined) {
-        const b = raw.backing;
-        if (!isObject(b) || typeof b.ino !== "number" || typeof b.dev !== "string") bad(`step ${i} backing`);
-        step.backing = { ino: b.ino, dev: b.dev };
+    case "mount": {
+      if (raw.fsType !== "ext4" && raw.fsType !== "overlay") bad(`step ${i} fsType ${JSON.stringify(raw.fsType)}`);
+      const step: MountStep = { kind: "mount", target: absolute(raw.target, `step ${i} target`), fsType: raw.fsType };
+      if (raw.loop !== undefined) {
+        const l = raw.loop;
+        if (!isObject(l) || (l.device !== undefined && (typeof l.device !== "string" || !/^\/dev\/loop\d+$/.test(l.device)))) bad(`step ${i} loop`);
+        step.loop = { file: absolute(l.file, `step ${i} loop file`), private: l.private === true };
+        if (typeof l.device === "string") step.loop.device = l.device;
       }
       return step;
     }
-    case "mount":
-      if (raw.fsType !== "ext4" && raw.fsType !== "overlay" && raw.fsType !== "tmpfs") bad(`step ${i} fsType ${JSON.stringify(raw.fsType)}`);
-      return { kind: "mount", target: absolute(raw.target, `step ${i} target`), fsType: raw.fsType };
     case "qsd": {
       const step: QsdStep = {
         kind: "qsd",
