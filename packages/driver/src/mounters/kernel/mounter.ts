@@ -75,7 +75,7 @@ export const MAX_LOWER_LAYERS = 500;
 /** mount(2) copies one page of option data; the options and their NUL must fit. */
 const MAX_MOUNT_DATA = 4096 - 1;
 /**
- * How many layers are attached (or released) at once. losetup, mount and umount each take a few
+ * How many layers are mounted (or released) at once. mount, umount and losetup each take a few
  * milliseconds, mostly process start-up, so a 128-layer chain goes several times faster in
  * parallel; a small bound keeps a deep chain from starting hundreds of processes at once.
  */
