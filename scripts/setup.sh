@@ -8,8 +8,9 @@ set -euo pipefail
 # libarchive-tools (bsdtar), zstd/gzip, attr + libcap2-bin (xattr and capability fixtures),
 # util-linux (losetup, mount), gcc + libc6-dev (the HCS shim), python3 (fixtures, manifests),
 # qemu-system-common (qemu-storage-daemon: VHDX exported through FUSE) with fuse3, xfsprogs
-# (the sandbox benchmark measures reflink copies on a scratch XFS).
-PACKAGES=(e2fsprogs qemu-utils qemu-system-common fuse3 xfsprogs libarchive-tools zstd gzip tar attr libcap2-bin util-linux gcc libc6-dev python3 ca-certificates)
+# (the sandbox benchmark measures reflink copies on a scratch XFS), docker.io (dockerd 20.10 with
+# containerd and runc: the plugin's end-to-end tests run a real dockerd).
+PACKAGES=(e2fsprogs qemu-utils qemu-system-common fuse3 xfsprogs docker.io libarchive-tools zstd gzip tar attr libcap2-bin util-linux gcc libc6-dev python3 ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
