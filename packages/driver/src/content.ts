@@ -188,36 +188,33 @@ class LayerTree {
 class ChainView {
   constructor(private readonly trees: LayerTree[]) {}
 
+  /**
+   * Follows `parts` down one layer's tree. `masked` is set when something on the way hides the
+   * layers below for this path: a non-directory over a prefix, an opaque directory above the
+   * last element, or a whiteout.
+   */
+  private async walk(tree: LayerTree, parts: string[]): Promise<{ ino: number; node: Node | undefined; masked: boolean }> {
+    let ino = tree.root;
+    let node: Node | undefined = await tree.node(ino);
+    let masked = false;
+    for (let i = 0; i < parts.length && node; i++) {
+      if (node.type !== S_IFDIR) return { ino, node: undefined, masked: true };
+      if (i > 0 && (await tree.isOpaque(node))) masked = true;
+      const child = (await tree.entries(ino)).get(parts[i]!);
+      if (child === undefined) return { ino, node: undefined, masked };
+      ino = child;
+      node = await tree.node(ino);
+      if (tree.isWhiteout(node)) return { ino, node: undefined, masked: true };
+    }
+    return { ino, node, masked };
+  }
+
   /** What `parts` (latin1 names from the root) resolves to in the union, or undefined. */
   async lookup(parts: string[]): Promise<Node | undefined> {
     for (const tree of this.trees) {
-      let ino = tree.root;
-      let node: Node | undefined = await tree.node(ino);
-      let stop = false; // this layer masks everything below for this path
-      for (let i = 0; i < parts.length && node; i++) {
-        if (node.type !== S_IFDIR) {
-          // A non-directory in this layer over the path's prefix hides the lower layers too.
-          node = undefined;
-          stop = true;
-          break;
-        }
-        if (i > 0 && (await tree.isOpaque(node))) stop = true;
-        const child = (await tree.entries(ino)).get(parts[i]!);
-        if (child === undefined) {
-          node = undefined;
-          break;
-        }
-        ino = child;
-        node = await tree.node(ino);
-        if (tree.isWhiteout(node)) {
-          node = undefined;
-          stop = true;
-          break;
-        }
-      }
+      const { node, masked } = await this.walk(tree, parts);
       if (node) return node;
-      // An opaque directory on the path (other than the path's last element itself) masks below.
-      if (stop) return undefined;
+      if (masked) return undefined;
     }
     return undefined;
   }
@@ -227,28 +224,7 @@ class ChainView {
     const out = new Set<string>();
     const hidden = new Set<string>();
     for (const tree of this.trees) {
-      let ino = tree.root;
-      let node: Node | undefined = await tree.node(ino);
-      let masked = false;
-      for (let i = 0; i < parts.length && node; i++) {
-        if (node.type !== S_IFDIR) {
-          node = undefined;
-          masked = true;
-          break;
-        }
-        if (i > 0 && (await tree.isOpaque(node))) masked = true;
-        const child = (await tree.entries(ino)).get(parts[i]!);
-        if (child === undefined) {
-          node = undefined;
-          break;
-        }
-        ino = child;
-        node = await tree.node(ino);
-        if (tree.isWhiteout(node)) {
-          node = undefined;
-          masked = true;
-        }
-      }
+      const { ino, node, masked } = await this.walk(tree, parts);
       if (node && node.type === S_IFDIR) {
         for (const [name, childIno] of await tree.entries(ino)) {
           if (hidden.has(name) || out.has(name)) continue;

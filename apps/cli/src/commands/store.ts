@@ -42,6 +42,32 @@ async function withStore(io: CliIO, json: boolean, fn: (driver: Driver) => Promi
   }
 }
 
+/**
+ * A store command: parses its flags, answers --help with its usage, and runs `body` with what
+ * was parsed. Keeps the per-command code to what the command does.
+ */
+function storeCommand<S extends OptionSpec>(
+  name: string,
+  summary: string,
+  usage: string,
+  options: S,
+  body: (parsed: ReturnType<typeof parseCommandArgs>, io: CliIO) => Promise<number>,
+): Command {
+  return {
+    name,
+    summary,
+    usage,
+    async run(argv, io) {
+      const parsed = parseCommandArgs(argv, options);
+      if (parsed.values.help === true) {
+        io.stdout.write(usage);
+        return ExitCode.OK;
+      }
+      return body(parsed, io);
+    },
+  };
+}
+
 function one(positionals: string[], what: string): string {
   if (positionals.length === 0) throw new UsageError(`missing <${what}>`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
@@ -56,46 +82,36 @@ List the layers of the store, show one (kind, parent chain, files, metadata), or
 
 ${GLOBAL}`;
 
-const layersCommand: Command = {
-  name: "layers",
-  summary: "list, inspect or remove the layers of a store (--root)",
-  usage: LAYERS_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { json: { type: "boolean" } } satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(LAYERS_USAGE);
+const layersCommand = storeCommand("layers", "list, inspect or remove the layers of a store (--root)", LAYERS_USAGE, { json: { type: "boolean" } } satisfies OptionSpec, async ({ values, positionals }, io) => {
+  const [verb, ...rest] = positionals;
+  const json = values.json === true;
+  if (verb === "ls") {
+    if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
+    return withStore(io, json, async (d) => {
+      const layers = await d.layers();
+      if (json) io.stdout.write(`${JSON.stringify(layers, null, 2)}\n`);
+      else for (const l of layers) io.stdout.write(`${l.id}\t${l.kind}\t${formatBytes(l.fileBytes)}\t${l.parent ?? "-"}${l.mounted ? "\tmounted" : ""}\n`);
       return ExitCode.OK;
-    }
-    const [verb, ...rest] = positionals;
-    const json = values.json === true;
-    if (verb === "ls") {
-      if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
-      return withStore(io, json, async (d) => {
-        const layers = await d.layers();
-        if (json) io.stdout.write(`${JSON.stringify(layers, null, 2)}\n`);
-        else for (const l of layers) io.stdout.write(`${l.id}\t${l.kind}\t${formatBytes(l.fileBytes)}\t${l.parent ?? "-"}${l.mounted ? "\tmounted" : ""}\n`);
-        return ExitCode.OK;
-      });
-    }
-    if (verb === "inspect") {
-      const id = one(rest, "id");
-      return withStore(io, true, async (d) => {
-        const layer = (await d.layers()).find((l) => l.id === id);
-        const metadata = await d.getMetadata(id);
-        io.stdout.write(`${JSON.stringify({ ...layer, metadata }, null, 2)}\n`);
-        return ExitCode.OK;
-      });
-    }
-    if (verb === "rm") {
-      const id = one(rest, "id");
-      return withStore(io, json, async (d) => {
-        await d.remove(id);
-        return ExitCode.OK;
-      });
-    }
-    throw new UsageError(verb === undefined ? "missing ls, inspect or rm" : `unknown layers command '${verb}'`);
-  },
-};
+    });
+  }
+  if (verb === "inspect") {
+    const id = one(rest, "id");
+    return withStore(io, true, async (d) => {
+      const layer = (await d.layers()).find((l) => l.id === id);
+      const metadata = await d.getMetadata(id);
+      io.stdout.write(`${JSON.stringify({ ...layer, metadata }, null, 2)}\n`);
+      return ExitCode.OK;
+    });
+  }
+  if (verb === "rm") {
+    const id = one(rest, "id");
+    return withStore(io, json, async (d) => {
+      await d.remove(id);
+      return ExitCode.OK;
+    });
+  }
+  throw new UsageError(verb === undefined ? "missing ls, inspect or rm" : `unknown layers command '${verb}'`);
+});
 
 const CREATE_USAGE = `Usage: lcow --root <dir> create <id> [--parent <id>] [--rw] [--size <GB>]
 
@@ -104,26 +120,16 @@ layer: a copy of the cached blank sandbox.vhdx over the parent's chain.
 
 ${GLOBAL}`;
 
-const createCommand: Command = {
-  name: "create",
-  summary: "create a layer in a store (--rw: a writable one)",
-  usage: CREATE_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { parent: { type: "string" }, rw: { type: "boolean" }, size: { type: "string" } } satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(CREATE_USAGE);
-      return ExitCode.OK;
-    }
-    const id = one(positionals, "id");
-    const parent = typeof values.parent === "string" ? values.parent : "";
-    const storageOpt = typeof values.size === "string" ? { storageOpt: { "lcow.sandboxsize": values.size } } : {};
-    return withStore(io, false, async (d) => {
-      if (values.rw === true) await d.createReadWrite(id, parent, storageOpt);
-      else await d.create(id, parent, storageOpt);
-      return ExitCode.OK;
-    });
-  },
-};
+const createCommand = storeCommand("create", "create a layer in a store (--rw: a writable one)", CREATE_USAGE, { parent: { type: "string" }, rw: { type: "boolean" }, size: { type: "string" } } satisfies OptionSpec, async ({ values, positionals }, io) => {
+  const id = one(positionals, "id");
+  const parent = typeof values.parent === "string" ? values.parent : "";
+  const storageOpt = typeof values.size === "string" ? { storageOpt: { "lcow.sandboxsize": values.size } } : {};
+  return withStore(io, false, async (d) => {
+    if (values.rw === true) await d.createReadWrite(id, parent, storageOpt);
+    else await d.create(id, parent, storageOpt);
+    return ExitCode.OK;
+  });
+});
 
 const APPLY_USAGE = `Usage: lcow --root <dir> apply <tar|-> --id <id> [--parent <id>]
 
@@ -132,28 +138,18 @@ and the tar can be given back byte for byte by 'diff'. Prints the size of the co
 
 ${GLOBAL}`;
 
-const applyCommand: Command = {
-  name: "apply",
-  summary: "apply a layer tar to a layer of a store",
-  usage: APPLY_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { id: { type: "string" }, parent: { type: "string" }, json: { type: "boolean" } } satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(APPLY_USAGE);
-      return ExitCode.OK;
-    }
-    const input = one(positionals, "tar");
-    if (typeof values.id !== "string") throw new UsageError("missing --id <id>");
-    const id = values.id;
-    const json = values.json === true;
-    return withStore(io, json, async (d) => {
-      const source = input === "-" ? io.stdin : resolve(io.cwd ?? process.cwd(), input);
-      const size = await d.applyDiff(id, typeof values.parent === "string" ? values.parent : undefined, source);
-      io.stdout.write(json ? `${JSON.stringify({ ok: true, id, size })}\n` : `${size}\n`);
-      return ExitCode.OK;
-    });
-  },
-};
+const applyCommand = storeCommand("apply", "apply a layer tar to a layer of a store", APPLY_USAGE, { id: { type: "string" }, parent: { type: "string" }, json: { type: "boolean" } } satisfies OptionSpec, async ({ values, positionals }, io) => {
+  const input = one(positionals, "tar");
+  if (typeof values.id !== "string") throw new UsageError("missing --id <id>");
+  const id = values.id;
+  const json = values.json === true;
+  return withStore(io, json, async (d) => {
+    const source = input === "-" ? io.stdin : resolve(io.cwd ?? process.cwd(), input);
+    const size = await d.applyDiff(id, typeof values.parent === "string" ? values.parent : undefined, source);
+    io.stdout.write(json ? `${JSON.stringify({ ok: true, id, size })}\n` : `${size}\n`);
+    return ExitCode.OK;
+  });
+});
 
 const DIFF_USAGE = `Usage: lcow --root <dir> diff <id> [--parent <id>]
 
@@ -162,26 +158,16 @@ applied from, byte for byte; for a writable layer, its upper directory with whit
 
 ${GLOBAL}`;
 
-const diffCommand: Command = {
-  name: "diff",
-  summary: "write a layer's changes as a tar to stdout",
-  usage: DIFF_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { parent: { type: "string" } } satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(DIFF_USAGE);
-      return ExitCode.OK;
-    }
-    const id = one(positionals, "id");
-    if (!io.stdoutStream) throw new UsageError("no standard output stream to write the tar to");
-    const out = io.stdoutStream as Writable;
-    return withStore(io, false, async (d) => {
-      const tar = await d.diff(id, typeof values.parent === "string" ? values.parent : undefined);
-      await pipeline(Readable.from(tar, { objectMode: false }), out, { end: out !== process.stdout });
-      return ExitCode.OK;
-    });
-  },
-};
+const diffCommand = storeCommand("diff", "write a layer's changes as a tar to stdout", DIFF_USAGE, { parent: { type: "string" } } satisfies OptionSpec, async ({ values, positionals }, io) => {
+  const id = one(positionals, "id");
+  if (!io.stdoutStream) throw new UsageError("no standard output stream to write the tar to");
+  const out = io.stdoutStream as Writable;
+  return withStore(io, false, async (d) => {
+    const tar = await d.diff(id, typeof values.parent === "string" ? values.parent : undefined);
+    await pipeline(Readable.from(tar, { objectMode: false }), out, { end: out !== process.stdout });
+    return ExitCode.OK;
+  });
+});
 
 const CHANGES_USAGE = `Usage: lcow --root <dir> changes <id> [--parent <id>] [--json]
 
@@ -192,26 +178,16 @@ ${GLOBAL}`;
 
 const KIND = ["C", "A", "D"];
 
-const changesCommand: Command = {
-  name: "changes",
-  summary: "list a layer's changes (A/C/D) against its parent",
-  usage: CHANGES_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { parent: { type: "string" }, json: { type: "boolean" } } satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(CHANGES_USAGE);
-      return ExitCode.OK;
-    }
-    const id = one(positionals, "id");
-    const json = values.json === true;
-    return withStore(io, json, async (d) => {
-      const changes = await d.changes(id, typeof values.parent === "string" ? values.parent : undefined);
-      if (json) io.stdout.write(`${JSON.stringify(changes, null, 2)}\n`);
-      else for (const c of changes) io.stdout.write(`${KIND[c.kind] ?? "?"} ${c.path}\n`);
-      return ExitCode.OK;
-    });
-  },
-};
+const changesCommand = storeCommand("changes", "list a layer's changes (A/C/D) against its parent", CHANGES_USAGE, { parent: { type: "string" }, json: { type: "boolean" } } satisfies OptionSpec, async ({ values, positionals }, io) => {
+  const id = one(positionals, "id");
+  const json = values.json === true;
+  return withStore(io, json, async (d) => {
+    const changes = await d.changes(id, typeof values.parent === "string" ? values.parent : undefined);
+    if (json) io.stdout.write(`${JSON.stringify(changes, null, 2)}\n`);
+    else for (const c of changes) io.stdout.write(`${KIND[c.kind] ?? "?"} ${c.path}\n`);
+    return ExitCode.OK;
+  });
+});
 
 const MOUNT_USAGE = `Usage: lcow --root <dir> mount <id>
        lcow --root <dir> umount <id>
@@ -222,41 +198,21 @@ another process as well.
 
 ${GLOBAL}`;
 
-const mountCommand: Command = {
-  name: "mount",
-  summary: "mount a layer's union view (Get) and print its path",
-  usage: MOUNT_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, {} satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(MOUNT_USAGE);
-      return ExitCode.OK;
-    }
-    const id = one(positionals, "id");
-    return withStore(io, false, async (d) => {
-      io.stdout.write(`${await d.get(id)}\n`);
-      return ExitCode.OK;
-    });
-  },
-};
+const mountCommand = storeCommand("mount", "mount a layer's union view (Get) and print its path", MOUNT_USAGE, {} satisfies OptionSpec, async ({ positionals }, io) => {
+  const id = one(positionals, "id");
+  return withStore(io, false, async (d) => {
+    io.stdout.write(`${await d.get(id)}\n`);
+    return ExitCode.OK;
+  });
+});
 
-const umountCommand: Command = {
-  name: "umount",
-  summary: "release a reference taken by mount (Put)",
-  usage: MOUNT_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, {} satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(MOUNT_USAGE);
-      return ExitCode.OK;
-    }
-    const id = one(positionals, "id");
-    return withStore(io, false, async (d) => {
-      await d.put(id);
-      return ExitCode.OK;
-    });
-  },
-};
+const umountCommand = storeCommand("umount", "release a reference taken by mount (Put)", MOUNT_USAGE, {} satisfies OptionSpec, async ({ positionals }, io) => {
+  const id = one(positionals, "id");
+  return withStore(io, false, async (d) => {
+    await d.put(id);
+    return ExitCode.OK;
+  });
+});
 
 const CLEANUP_USAGE = `Usage: lcow --root <dir> cleanup
 
@@ -264,23 +220,13 @@ Release every mount of the store and sweep leftovers (what the driver's Cleanup 
 
 ${GLOBAL}`;
 
-const cleanupCommand: Command = {
-  name: "cleanup",
-  summary: "release every mount of a store and sweep leftovers",
-  usage: CLEANUP_USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, {} satisfies OptionSpec);
-    if (values.help === true) {
-      io.stdout.write(CLEANUP_USAGE);
-      return ExitCode.OK;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-    return withStore(io, false, async (d) => {
-      await d.cleanup();
-      return ExitCode.OK;
-    });
-  },
-};
+const cleanupCommand = storeCommand("cleanup", "release every mount of a store and sweep leftovers", CLEANUP_USAGE, {} satisfies OptionSpec, async ({ positionals }, io) => {
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  return withStore(io, false, async (d) => {
+    await d.cleanup();
+    return ExitCode.OK;
+  });
+});
 
 export const STORE_COMMANDS: readonly Command[] = [layersCommand, createCommand, applyCommand, diffCommand, changesCommand, mountCommand, umountCommand, cleanupCommand];
 
