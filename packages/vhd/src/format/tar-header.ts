@@ -203,16 +203,21 @@ export function decodeGnuSparseExtension(block: Uint8Array, headerOffset: number
   return { sparse: sparseEntries(block, 0, 21, headerOffset), isExtended: block[504] !== 0 };
 }
 
+// Both writers fill the block in place, without intermediate strings or buffers: an export
+// writes one header per entry, tens of thousands of them.
 function writeString(block: Uint8Array, value: string, offset: number, length: number): void {
-  const bytes = Buffer.from(value, "latin1");
-  if (bytes.length > length) throw new RangeError(`tar field of ${length} bytes cannot hold ${bytes.length}`);
-  block.set(bytes, offset);
+  if (value.length > length) throw new RangeError(`tar field of ${length} bytes cannot hold ${value.length}`);
+  for (let i = 0; i < value.length; i++) block[offset + i] = value.charCodeAt(i) & 0xff; // latin1: one byte per char
 }
 
 function writeOctal(block: Uint8Array, value: number, offset: number, length: number): void {
-  const digits = Math.max(0, Math.trunc(value)).toString(8).padStart(length - 1, "0");
-  if (digits.length > length - 1) throw new RangeError(`tar field of ${length} bytes cannot hold ${value} in octal`);
-  writeString(block, digits, offset, length - 1);
+  let v = Math.max(0, Math.trunc(value));
+  // length - 1 zero-padded digits, then the NUL the block already holds.
+  for (let i = offset + length - 2; i >= offset; i--) {
+    block[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
+  if (v > 0) throw new RangeError(`tar field of ${length} bytes cannot hold ${value} in octal`);
 }
 
 /** Encodes a ustar header (for tests and the built-in sample); PAX records are the caller's job. */
@@ -233,6 +238,8 @@ export function encodeTarHeader(h: Pick<TarHeader, "name" | "mode" | "uid" | "gi
   writeOctal(block, h.devminor ?? 0, 337, 8);
   writeString(block, h.prefix ?? "", 345, 155);
   const unsigned = headerChecksum(block);
-  writeString(block, unsigned.toString(8).padStart(6, "0") + "\u0000 ", 148, 8);
+  writeOctal(block, unsigned, 148, 7); // six digits, then NUL and space as GNU tar writes it
+  block[154] = 0;
+  block[155] = 0x20;
   return block;
 }
