@@ -136,7 +136,12 @@ export async function* ext4ToTar(source: BlockSource, options: ExportOptions = {
           out.pushZeros(tarPadding(data.length));
           count("file");
         } else {
-          await writeFile(reader, out, inode, runs ?? [], { ...base, path, xattrs }, count);
+          // Large files stream out while they are read: chunks are yielded as they fill.
+          for await (const chunk of writeFile(reader, out, inode, runs ?? [], { ...base, path, xattrs }, count)) {
+            summary.bytesOut += chunk.length;
+            yield chunk;
+            out.yielded(chunk);
+          }
         }
       } else if (type === FileMode.S_IFLNK) {
         out.push(encodeEntryHeader({ ...base, path, type: "symlink", size: 0, linkname: link ?? "", xattrs }));
@@ -196,7 +201,7 @@ const PREFETCH = 32;
 const SMALL_FILE = 256 << 10;
 
 /** A large or sparse file: header, then its data read run by run into the output chunks. */
-async function writeFile(reader: Ext4Reader, out: ChunkBuffer, inode: Inode, runs: DataRun[], base: Omit<TarWriteEntry, "type" | "size">, count: (kind: string) => void): Promise<void> {
+async function* writeFile(reader: Ext4Reader, out: ChunkBuffer, inode: Inode, runs: DataRun[], base: Omit<TarWriteEntry, "type" | "size">, count: (kind: string) => void): AsyncGenerator<Uint8Array> {
   const stored = runs.reduce((s, r) => s + r.length, 0);
   const sparse = stored < inode.size;
   if (sparse) {
@@ -208,21 +213,38 @@ async function writeFile(reader: Ext4Reader, out: ChunkBuffer, inode: Inode, run
   } else {
     out.push(encodeEntryHeader({ ...base, type: "file", size: inode.size }));
   }
-  await copyRuns(reader, out, runs);
+  yield* copyRuns(reader, out, runs);
   out.pushZeros(tarPadding(stored));
   count(sparse ? "sparse" : "file");
 }
 
-/** Reads the runs' bytes straight into the output chunks. */
-async function copyRuns(reader: Ext4Reader, out: ChunkBuffer, runs: DataRun[]): Promise<void> {
+/** Chunks' worth of reads issued together, so the thread pool reads ahead of the writer. */
+const READ_WINDOW = 4;
+
+/**
+ * Reads the runs' bytes straight into the output chunks, a window of several chunks at a time
+ * with the reads in parallel, and yields each chunk once full (memory stays at a few chunks
+ * whatever the file's size).
+ */
+async function* copyRuns(reader: Ext4Reader, out: ChunkBuffer, runs: DataRun[]): AsyncGenerator<Uint8Array> {
+  let reads: Promise<void>[] = [];
+  let budget = READ_WINDOW * CHUNK;
   for (const r of runs) {
     let done = 0;
     while (done < r.length) {
-      const space = out.reserve(r.length - done);
-      await reader.readDisk(space, r.diskOffset + done);
+      const space = out.reserve(Math.min(r.length - done, budget));
+      reads.push(reader.readDisk(space, r.diskOffset + done));
       done += space.length;
+      budget -= space.length;
+      if (budget === 0) {
+        await Promise.all(reads);
+        reads = [];
+        budget = READ_WINDOW * CHUNK;
+        yield* out.takeFull();
+      }
     }
   }
+  await Promise.all(reads);
 }
 
 /** Xattrs as a tar carries them: ACLs back in the Linux VFS form, the inline-data carrier dropped. */
