@@ -20,6 +20,12 @@ export const GcsErrorCode = {
   NOT_FOUND: "NOT_FOUND",
   /** The thing exists already (a LUN in use, a mount path taken). */
   ALREADY_EXISTS: "ALREADY_EXISTS",
+  /** The guest does not implement the RPC (E_NOTIMPL), or it was sent before NegotiateProtocol. */
+  NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
+  /** The caller aborted the wait (an AbortSignal). A sent request stays registered; its answer is dropped. */
+  CANCELLED: "CANCELLED",
+  /** A host resource could not be had: a listen failed, a socket call failed. */
+  UNAVAILABLE: "UNAVAILABLE",
   /** The transport or operation is not available on this platform. */
   UNSUPPORTED_PLATFORM: "UNSUPPORTED_PLATFORM",
   /** A utility VM failed to start or exited unexpectedly. */
