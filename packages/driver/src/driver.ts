@@ -457,6 +457,11 @@ export class Driver implements LayerStore {
       }).catch((err: unknown) => errors.push(err));
     }
     await this.sweepRemoving().catch((err: unknown) => errors.push(err));
+    // Mounters let go of what they hold between mounts (the uvm mounter's service VMs).
+    for (const pending of this.mounters.values()) {
+      const mounter = await pending.catch(() => undefined);
+      await mounter?.close?.().catch((err: unknown) => errors.push(err));
+    }
     if (errors.length > 0) {
       throw new DriverError("FAILED_PRECONDITION", `cleanup: ${errors.length} problem(s): ${errors.map((e) => (e as Error).message).join("; ")}`, { cause: errors[0] });
     }

@@ -21,6 +21,12 @@ export interface LcowOptions {
   timeoutSeconds: number;
   /** `lcow.mounter`: what `get` uses to build the union view. If not provided, `none` (see README). */
   mounter: MounterName;
+  /**
+   * `lcow.guest` (ours): on Linux, the guest agent the `uvm` mounter starts as its utility VM, a
+   * path to apps/guest's `main.js` (run with this Node) or to an executable. If not provided, the
+   * environment variable `LCOW_GUEST`, else unset (the `uvm` mounter then fails on Linux).
+   */
+  guest: string | undefined;
 }
 
 /** Minimum and default writable layer size in GiB (Docker: `client.DefaultVhdxSizeGB`). */
@@ -35,6 +41,7 @@ export const DEFAULT_OPTIONS: Readonly<LcowOptions> = Object.freeze({
   bootParameters: "",
   timeoutSeconds: 300,
   mounter: "none",
+  guest: undefined,
 });
 
 /** Options as Docker sends them (`["lcow.globalmode=true", ...]`) or as a record. */
@@ -85,7 +92,7 @@ function entries(input: OptionsInput): Array<[string, string]> {
  * key or a malformed value is INVALID_ARGUMENT naming it. A repeated key: the last wins.
  */
 export function parseOptions(input: OptionsInput = []): LcowOptions {
-  const out: LcowOptions = { ...DEFAULT_OPTIONS };
+  const out: LcowOptions = { ...DEFAULT_OPTIONS, guest: process.env.LCOW_GUEST || undefined };
   for (const [key, value] of entries(input)) {
     switch (key) {
       case "lcow.globalmode":
@@ -116,8 +123,12 @@ export function parseOptions(input: OptionsInput = []): LcowOptions {
         if (value !== "none" && value !== "kernel" && value !== "uvm") bad(key, value, "must be none, kernel or uvm");
         out.mounter = value as MounterName;
         break;
+      case "lcow.guest":
+        if (value === "") bad(key, value, "must not be empty");
+        out.guest = value;
+        break;
       default:
-        throw new DriverError("INVALID_ARGUMENT", `unknown option ${key} (known: lcow.globalmode, lcow.sandboxsize, lcow.kirdpath, lcow.kernel, lcow.initrd, lcow.bootparameters, lcow.timeout, lcow.mounter)`);
+        throw new DriverError("INVALID_ARGUMENT", `unknown option ${key} (known: lcow.globalmode, lcow.sandboxsize, lcow.kirdpath, lcow.kernel, lcow.initrd, lcow.bootparameters, lcow.timeout, lcow.mounter, lcow.guest)`);
     }
   }
   return out;

@@ -4,3 +4,4 @@ export { GcsBridge, DEFAULT_RPC_TIMEOUT_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, type Gc
 export { HRESULT_CODES, codeForHresult } from "./bridge-errors.js";
 export { GuestProcess, type ExecuteProcessOptions, type FinishOptions } from "./process.js";
 export * from "./transport/index.js";
+export * from "./uvm/index.js";

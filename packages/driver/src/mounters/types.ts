@@ -21,6 +21,11 @@ export interface Mounter {
   mount(request: MountRequest): Promise<{ path: string; state: MountState }>;
   /** Undoes a mount; must succeed (idempotently) even if parts are already gone. */
   unmount(id: string, state: MountState): Promise<void>;
+  /**
+   * Releases what the mounter holds between mounts (the `uvm` mounter's service VMs). Called by
+   * the driver's `cleanup`, after every mount was released. Optional.
+   */
+  close?(): Promise<void>;
 }
 
 // ---- Additions around the agreed interface (they do not change it) ----

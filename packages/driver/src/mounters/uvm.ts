@@ -1,0 +1,191 @@
+// The `uvm` mounter: the union view of a layer and its chain made inside a utility VM, as
+// Docker's lcow driver made it. Each layer file is hot-added over SCSI and mounted by the guest
+// at a short path (/run/mounts/scsi/m<N>), the guest's overlayfs combines them at
+// /run/gcs/c/<id>/rootfs, and `put` takes it all apart again.
+//
+// Service VMs follow the seed: with `lcow.globalmode=true` one VM, `_lcow_global_svm_`, serves
+// every id and stays up until `cleanup` (a layer used by several unions is attached once and
+// reference-counted); otherwise ("safe mode") each id gets its own VM, `<id>_svm`, started by
+// `get` and terminated when its last reference goes.
+//
+// The VM belongs to the process that started it (the guest dies when its bridge's host goes
+// away), so this mounter suits a long-lived process: the Docker plugin, a daemon, a test. After
+// a restart, a recorded mount whose VM is gone needs no undo: the VM took its mounts with it.
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { UtilityVM, UtilityVmLauncher } from "@lcow/gcs-client";
+import { DriverError } from "../errors.js";
+import type { LcowOptions } from "../options.js";
+import type { Mounter, MountRequest, MountState } from "./types.js";
+
+export const GLOBAL_SVM_NAME = "_lcow_global_svm_";
+const LAYER_FILE = "layer.vhd";
+const SANDBOX_FILE = "sandbox.vhdx";
+
+export interface UvmMounterOptions {
+  options: LcowOptions;
+  /** Starts service VMs (LinuxLauncher with the guest agent, or HcsLauncher on Windows). */
+  launcher: UtilityVmLauncher;
+}
+
+/** What a uvm mount records: enough for `unmount` to undo it in the VM that made it. */
+interface UvmMountState {
+  mounter: "uvm";
+  vm: string;
+  /** Host files attached for this mount, in attach order. */
+  disks: string[];
+  /** The guest path of the overlay, when one was made. */
+  union: string | null;
+  /** The guest path returned (the union, or the single layer's mount). */
+  guestPath: string;
+}
+
+interface VmEntry {
+  vm: Promise<UtilityVM>;
+  /** Mounts using the VM (safe mode terminates it when this drops to 0). */
+  users: number;
+}
+
+type Lower = { file: string; kind: "layer" | "sandbox" };
+
+async function layerFile(dir: string): Promise<Lower | undefined> {
+  for (const [name, kind] of [[LAYER_FILE, "layer"], [SANDBOX_FILE, "sandbox"]] as const) {
+    const file = join(dir, name);
+    if (await stat(file).then((s) => s.isFile(), () => false)) return { file, kind };
+  }
+  return undefined;
+}
+
+class UvmMounter implements Mounter {
+  readonly name = "uvm" as const;
+  readonly #options: LcowOptions;
+  readonly #launcher: UtilityVmLauncher;
+  readonly #vms = new Map<string, VmEntry>();
+
+  constructor(options: UvmMounterOptions) {
+    this.#options = options.options;
+    this.#launcher = options.launcher;
+  }
+
+  #vmName(id: string): string {
+    return this.#options.globalMode ? GLOBAL_SVM_NAME : `${id}_svm`;
+  }
+
+  /** Takes a use of the VM `name`, starting it if it is not running. */
+  async #acquire(name: string): Promise<UtilityVM> {
+    let entry = this.#vms.get(name);
+    if (!entry) {
+      const { UtilityVM } = await import("@lcow/gcs-client");
+      // Registered before awaiting, so concurrent mounts share one start.
+      entry = this.#vms.get(name);
+      if (!entry) {
+        const o = this.#options;
+        const started = UtilityVM.start({ name, launcher: this.#launcher, timeoutSeconds: o.timeoutSeconds, kirdPath: o.kirdPath, kernel: o.kernel, initrd: o.initrd, bootParameters: o.bootParameters });
+        const fresh: VmEntry = { vm: started, users: 0 };
+        entry = fresh;
+        this.#vms.set(name, fresh);
+        started.then(
+          (vm) => void vm.exited.then(() => this.#vms.get(name) === fresh && this.#vms.delete(name)),
+          () => this.#vms.get(name) === fresh && this.#vms.delete(name),
+        );
+      }
+    }
+    entry.users++;
+    try {
+      return await entry.vm;
+    } catch (err) {
+      entry.users--;
+      throw err;
+    }
+  }
+
+  /** Drops a use; in safe mode the last one terminates the VM. */
+  async #release(name: string): Promise<void> {
+    const entry = this.#vms.get(name);
+    if (!entry) return;
+    entry.users--;
+    if (entry.users > 0 || this.#options.globalMode) return;
+    this.#vms.delete(name);
+    await (await entry.vm).terminate();
+  }
+
+  async mount(request: MountRequest): Promise<{ path: string; state: MountState }> {
+    const { id } = request;
+    const own = await layerFile(request.layerDir);
+    const lowers: Lower[] = own?.kind === "layer" ? [own] : [];
+    for (const dir of request.chain) {
+      const found = await layerFile(dir);
+      if (found) lowers.push(found);
+    }
+    const name = this.#vmName(id);
+    const vm = await this.#acquire(name);
+    const state: UvmMountState = { mounter: "uvm", vm: name, disks: [], union: null, guestPath: "" };
+    try {
+      const lowerPaths: string[] = [];
+      // One at a time: the guest serialises SCSI work anyway, and the LUN order stays stable.
+      for (const lower of lowers) {
+        const disk = await vm.addDisk(lower.file, { readOnly: true });
+        state.disks.push(lower.file);
+        // A writable layer in the chain (a container snapshot) contributes its upper/ dir.
+        lowerPaths.push(lower.kind === "layer" ? disk.guestPath : `${disk.guestPath}/upper`);
+      }
+      let scratch: string | undefined;
+      if (own?.kind === "sandbox") {
+        const disk = await vm.addDisk(own.file, { readOnly: false });
+        state.disks.push(own.file);
+        scratch = disk.guestPath;
+      }
+      if (!scratch && lowers.length === 1 && own?.kind === "layer") {
+        // A base layer alone needs no union: its read-only mount is the view.
+        state.guestPath = lowerPaths[0]!;
+      } else {
+        const root = `/run/gcs/c/${id}/rootfs`;
+        state.union = root;
+        await vm.combineLayers(root, lowerPaths, scratch);
+        state.guestPath = root;
+      }
+      const path = vm.hostPath(state.guestPath) ?? state.guestPath;
+      return { path, state: state as unknown as MountState };
+    } catch (err) {
+      await this.#undo(vm, state).catch(() => {});
+      await this.#release(name).catch(() => {});
+      throw err;
+    }
+  }
+
+  async #undo(vm: UtilityVM, state: UvmMountState): Promise<void> {
+    if (state.union) await vm.removeCombinedLayers(state.union);
+    for (const file of [...state.disks].reverse()) await vm.removeDisk(file);
+  }
+
+  async unmount(id: string, raw: MountState): Promise<void> {
+    if (Object.keys(raw).length === 0) return; // mount failed and undid itself
+    const state = parseState(id, raw);
+    const entry = this.#vms.get(state.vm);
+    // Not ours, or not running any more: the VM that made the mount took it along when it stopped.
+    if (!entry) return;
+    const vm = await entry.vm.catch(() => undefined);
+    if (!vm) return;
+    await this.#undo(vm, state);
+    await this.#release(state.vm);
+  }
+
+  /** Terminates every VM (the global one lives until here). */
+  async close(): Promise<void> {
+    const entries = [...this.#vms.values()];
+    this.#vms.clear();
+    await Promise.all(entries.map(async (e) => (await e.vm.catch(() => undefined))?.terminate()));
+  }
+}
+
+function parseState(id: string, raw: MountState): UvmMountState {
+  const s = raw as Partial<UvmMountState>;
+  if (s.mounter !== "uvm" || typeof s.vm !== "string" || !Array.isArray(s.disks) || !s.disks.every((d) => typeof d === "string") || (s.union !== null && typeof s.union !== "string")) {
+    throw new DriverError("DATA_LOSS", `the mount record of ${id} is not a uvm mount state: ${JSON.stringify(raw).slice(0, 200)}`, { id });
+  }
+  return s as UvmMountState;
+}
+
+export function createUvmMounter(options: UvmMounterOptions): Mounter {
+  return new UvmMounter(options);
+}
