@@ -55,11 +55,12 @@ export class HcsLauncher implements UtilityVmLauncher {
       commandLine: options.bootParameters ? { kernelBootOptions: options.bootParameters } : undefined,
     });
     const hcsOptions = this.#options.hcs ? { hcs: this.#options.hcs } : {};
+    // The VM's worker process opens the kernel and initrd while HCS creates it: grant first.
+    await grantVmAccess(options.name, [kernelPath, initrdPath], hcsOptions);
     const system = await ComputeSystem.create(options.name, document, hcsOptions);
     const listeners: ChannelListener[] = [];
     let transport: HostTransport | undefined;
     try {
-      await grantVmAccess(options.name, [kernelPath, initrdPath], hcsOptions);
       const { RuntimeId } = await system.getProperties();
       if (!RuntimeId) throw new GcsError("VM_FAILED", `utility VM ${options.name}: HCS reported no RuntimeId, so there is no hvsocket address to listen on`);
       transport = this.#options.transport ? await this.#options.transport(RuntimeId) : await hvsockTransport(RuntimeId);

@@ -100,6 +100,11 @@ export class UtilityVM {
     return uvm;
   }
 
+  /** The platform half of the VM (what the launcher handed over): HCS-side attach, host paths. */
+  get launched(): LaunchedVm {
+    return this.#vm;
+  }
+
   /** The process that is the VM, when there is one (Linux launcher). */
   get pid(): number | undefined {
     return this.#vm.pid;
