@@ -32,7 +32,9 @@ export class NetListener implements ChannelListener {
     const queue = new AcceptQueue(options.what);
     // allowHalfOpen: stdin EOF is our half-close, and stdout EOF from the guest must not close
     // our side before the reader has seen it (spec §4.3); the process handle closes explicitly.
-    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket: Socket) => queue.push(socket));
+    // Not pauseOnConnect: it marks the socket explicitly paused, so a 'data' listener alone would
+    // never start it; a socket nobody reads stops at its highWaterMark anyway.
+    const server = createServer({ allowHalfOpen: true }, (socket: Socket) => queue.push(socket));
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err) => reject(new GcsError("UNAVAILABLE", `cannot listen on ${options.what}: ${err.message}`, { cause: err })));
       server.listen(listenArgs, () => resolve());
@@ -45,15 +47,15 @@ export class NetListener implements ChannelListener {
   }
 
   accept(options?: AcceptOptions): Promise<Socket> {
-    // pauseOnConnect leaves the guest's bytes in the kernel until the consumer first reads
-    // (Socket#_read starts the handle), so an unread stream applies back-pressure to the guest.
     return this.#queue.accept(options) as Promise<Socket>;
   }
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#queue.close();
-      await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      // close() stops listening at once; its callback would wait for every accepted
+      // connection to end, and those belong to the caller.
+      this.#server.close();
       await this.#cleanup?.();
     })();
     return this.#closing;
