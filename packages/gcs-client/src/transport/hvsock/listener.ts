@@ -50,10 +50,10 @@ export class HvsockListener implements ChannelListener {
     return this.#queue.accept(options);
   }
 
+  /** Resolves once the listening socket is closed, so the same port can be bound again. */
   async close(): Promise<void> {
-    if (this.#queue.closed) return;
     this.#queue.close();
-    this.#watch.close();
+    await this.#watch.close();
   }
 
   #acceptReady(): void {

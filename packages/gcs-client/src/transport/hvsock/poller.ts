@@ -7,10 +7,11 @@ import { POLLERR, type SocketHandle, type Winsock } from "./winsock.js";
 
 /**
  * How long one WSAPoll waits before it is re-issued with the current interest set. A socket
- * that starts waiting while a poll is in flight is first polled up to this late; data on
- * sockets already in the set wakes the poll at once.
+ * that starts waiting, or is closed, while a poll is in flight is dealt with up to this late;
+ * data on sockets already in the set wakes the poll at once. Idle, this is 50 wake-ups a second
+ * of one worker thread.
  */
-export const POLL_INTERVAL_MS = 50;
+export const POLL_INTERVAL_MS = 20;
 
 /** Consecutive WSAPoll failures after which every socket is failed rather than retried. */
 const MAX_POLL_FAILURES = 3;
@@ -28,8 +29,9 @@ export interface Watch {
   /**
    * Stops watching and closes the socket: at once, or when the WSAPoll in flight that includes
    * it returns (closing it under a poll could let Windows hand the number to a new socket).
+   * Resolves once closesocket has run, i.e. once the address is free again.
    */
-  close(): void;
+  close(): Promise<void>;
 }
 
 interface Entry {
@@ -37,13 +39,14 @@ interface Entry {
   readonly handlers: WatchHandlers;
   events: number;
   closed: boolean;
+  closing?: Promise<void>;
 }
 
 export class Poller {
   readonly #ws: Winsock;
   readonly #entries = new Set<Entry>();
   #inFlight: Set<Entry> | undefined;
-  readonly #closeAfterPoll: SocketHandle[] = [];
+  readonly #closeAfterPoll: Array<{ socket: SocketHandle; done: () => void }> = [];
   #failures = 0;
 
   constructor(winsock: Winsock) {
@@ -65,11 +68,16 @@ export class Poller {
         if (events !== 0) this.#kick();
       },
       close: () => {
-        if (entry.closed) return;
+        if (entry.closed) return entry.closing ?? Promise.resolve();
         entry.closed = true;
         this.#entries.delete(entry);
-        if (this.#inFlight?.has(entry)) this.#closeAfterPoll.push(entry.socket);
-        else this.#ws.close(entry.socket);
+        if (this.#inFlight?.has(entry)) {
+          entry.closing = new Promise((done) => this.#closeAfterPoll.push({ socket: entry.socket, done }));
+        } else {
+          this.#ws.close(entry.socket);
+          entry.closing = Promise.resolve();
+        }
+        return entry.closing;
       },
     };
   }
@@ -89,7 +97,10 @@ export class Poller {
 
   #done(active: Entry[], fds: Buffer, result: number, cause?: unknown): void {
     this.#inFlight = undefined;
-    for (const socket of this.#closeAfterPoll.splice(0)) this.#ws.close(socket);
+    for (const { socket, done } of this.#closeAfterPoll.splice(0)) {
+      this.#ws.close(socket);
+      done();
+    }
     if (result < 0) {
       this.#failures++;
       if (this.#failures >= MAX_POLL_FAILURES) {

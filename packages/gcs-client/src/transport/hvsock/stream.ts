@@ -55,7 +55,8 @@ export class HvsockStream extends Duplex {
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     this.#wantRead = false;
     this.#write = undefined;
-    this.#watch.close();
+    // The socket itself closes when no WSAPoll uses it any more; nothing waits for that.
+    void this.#watch.close();
     callback(err);
   }
 
