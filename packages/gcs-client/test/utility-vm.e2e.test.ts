@@ -128,10 +128,13 @@ describe.skipIf(!supported)("UtilityVM with the Linux launcher and apps/guest", 
   });
 
   it("a guest killed mid-operation fails the operation with a typed error and leaves no mount or loop device", async () => {
+    // Its own copy of the layer, so that only this VM's loop device can hold it.
+    const own = join(work, "victim-layer.vhd");
+    await writeFile(own, await readFile(layer));
     const victim = await UtilityVM.start({ name: "uvm-victim", launcher, timeoutSeconds: 60 });
     const victimPid = victim.pid!;
     try {
-      const disk = await victim.addDisk(layer, { readOnly: true });
+      const disk = await victim.addDisk(own, { readOnly: true });
       const seen = victim.hostPath(`${disk.guestPath}/hello.txt`)!;
       expect(await readFile(seen, "utf8")).toBe("hello from a layer\n");
       const sleeper = await victim.spawn({ CommandArgs: ["/bin/sleep", "30"], Environment: { PATH: "/bin:/usr/bin" } });
@@ -147,7 +150,7 @@ describe.skipIf(!supported)("UtilityVM with the Linux launcher and apps/guest", 
     }
     // terminate() waited for the kernel to free the dead guest's loop devices; the mounts were
     // never visible outside the guest's namespace, and the namespace is gone.
-    expect(loopsOf(layer)).toBe("");
+    expect(loopsOf(own)).toBe("");
     expect(() => process.kill(victimPid, 0)).toThrow();
   });
 });

@@ -101,9 +101,7 @@ export class HcsLauncher implements UtilityVmLauncher {
 }
 
 async function hvsockTransport(vmId: string): Promise<HostTransport> {
-  const transports = (await import("../transport/index.js")) as Record<string, unknown>;
-  const HvsockTransport = transports.HvsockTransport as (new (options: { vmId: string }) => HostTransport) | undefined;
-  if (!HvsockTransport) throw new GcsError("UNSUPPORTED_PLATFORM", "this build has no AF_HYPERV transport");
+  const { HvsockTransport } = await import("../transport/index.js");
   return new HvsockTransport({ vmId });
 }
 

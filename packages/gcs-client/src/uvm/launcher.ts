@@ -59,6 +59,11 @@ export interface LaunchedVm {
    * the guest's files are not visible to the host (a real VM).
    */
   hostPath(guestPath: string): string | undefined;
+  /**
+   * Notes what the guest has mounted now, so that `terminate` can wait for the host resources
+   * behind it to be freed even if the guest dies first. Called after each disk add. Optional.
+   */
+  recordMounts?(): Promise<void>;
   /** Stops the VM for good and releases what the host holds for it. Idempotent. */
   terminate(): Promise<void>;
 }

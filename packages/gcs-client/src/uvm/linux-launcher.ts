@@ -10,17 +10,15 @@
 //   <dir>/scsi/<c>-<l>.json      a disk "attached" at controller c, LUN l: {"path","readOnly"}
 //   <dir>/state/                 the guest's own files (FUSE exports of VHDX disks)
 // <dir> is a fresh folder under the system temp folder: unix socket paths must stay under 108 bytes.
-import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, rename, rm, writeFile, realpath } from "node:fs/promises";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile, realpath } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { GcsError } from "../errors.js";
 import { GCS_VSOCK_PORT } from "../protocol/constants.js";
 import { UnixTransport } from "../transport/index.js";
 import type { LaunchedVm, LaunchOptions, ScsiAttachment, UtilityVmLauncher, VmExit } from "./launcher.js";
 
-const run = promisify(execFile);
 /** How much of the guest's stderr is kept for error messages. */
 const LOG_TAIL = 16 * 1024;
 /** How long terminate waits for the kernel to let go of a dead guest's loop devices. */
@@ -127,7 +125,8 @@ export class LinuxLauncher implements UtilityVmLauncher {
 }
 
 class LinuxVm implements LaunchedVm {
-  readonly #attached = new Set<string>();
+  /** Loop devices seen behind the guest's mounts (name -> backing file), to wait for at the end. */
+  readonly #loops = new Map<string, string>();
   #terminating: Promise<void> | undefined;
 
   constructor(
@@ -149,7 +148,15 @@ class LinuxVm implements LaunchedVm {
     // Written whole under a temporary name: the guest polls for the final name.
     await writeFile(`${file}.tmp`, JSON.stringify({ path: a.hostPath, readOnly: a.readOnly }));
     await rename(`${file}.tmp`, file);
-    this.#attached.add(a.hostPath);
+  }
+
+  async recordMounts(): Promise<void> {
+    if (!this.isolated || !this.#alive()) return;
+    for (const [name, file] of await loopDevicesOf(this.child.pid!)) this.#loops.set(name, file);
+  }
+
+  #alive(): boolean {
+    return this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   async detachScsi(a: ScsiAttachment): Promise<void> {
@@ -162,7 +169,7 @@ class LinuxVm implements LaunchedVm {
 
   hostPath(guestPath: string): string | undefined {
     if (!this.isolated) return guestPath;
-    if (this.child.pid === undefined || this.child.exitCode !== null || this.child.signalCode !== null) return undefined;
+    if (!this.#alive()) return undefined;
     return `/proc/${this.child.pid}/root${guestPath}`;
   }
 
@@ -172,36 +179,50 @@ class LinuxVm implements LaunchedVm {
   }
 
   async #terminate(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    if (this.#alive()) {
+      await this.recordMounts();
+      this.child.kill("SIGKILL");
+    }
     await this.exited;
     this.bridge.destroy();
     // The namespace is gone; the kernel unmounts its filesystems and then frees their auto-clear
     // loop devices a moment later. Wait for that, so "terminated" means "released".
-    if (this.isolated) await waitLoopsReleased([...this.#attached], this.dir);
+    if (this.isolated) await waitLoopsReleased(this.#loops);
     await this.transport.close?.().catch(() => {});
     await rm(this.dir, { recursive: true, force: true });
   }
 }
 
+/** The loop devices behind the mounts of process `pid`'s mount namespace, with their backing files. */
+async function loopDevicesOf(pid: number): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
+  for (const line of info.split("\n")) {
+    // "... - <fstype> <source> <super options>": the source follows the separator.
+    const source = line.split(" - ")[1]?.split(" ")[1];
+    const m = source && /^\/dev\/(loop\d+)$/.exec(source);
+    if (!m) continue;
+    const backing = await readFile(`/sys/block/${m[1]}/loop/backing_file`, "utf8").catch(() => undefined);
+    if (backing !== undefined) found.set(m[1]!, backing.trim());
+  }
+  return found;
+}
+
 /**
- * Polls the loop device list until no device is backed by one of `files` or by a file under
- * `dir` (the FUSE exports of VHDX disks live there), bounded by `timeoutMs`.
+ * Waits until none of `devices` (loop device name -> backing file) is still bound to that file,
+ * bounded by `timeoutMs`: after a mount namespace dies the kernel unmounts its filesystems and
+ * frees their auto-clear loop devices asynchronously.
  */
-export async function waitLoopsReleased(files: readonly string[], dir: string, timeoutMs = RELEASE_WAIT_MS): Promise<void> {
+export async function waitLoopsReleased(devices: ReadonlyMap<string, string>, timeoutMs = RELEASE_WAIT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const wanted = new Set(files);
   for (;;) {
-    const { stdout } = await run("losetup", ["--list", "--json", "--output", "NAME,BACK-FILE"]).catch(() => ({ stdout: "" }));
-    const devices = stdout.trim() === "" ? [] : ((JSON.parse(stdout) as { loopdevices?: Array<{ name: string; "back-file": string | null }> }).loopdevices ?? []);
-    const held = devices.filter((d) => {
-      // The kernel appends " (deleted)" to a backing file that was unlinked.
-      const back = (d["back-file"] ?? "").replace(/ \(deleted\)$/, "");
-      return wanted.has(back) || back.startsWith(`${dir}/`);
-    });
-    if (held.length === 0) return;
-    if (Date.now() > deadline) {
-      throw new GcsError("INTERNAL", `${held.map((d) => `${d.name} (${d["back-file"]})`).join(", ")} still attached ${timeoutMs} ms after the guest died`);
+    const held: string[] = [];
+    for (const [name, file] of devices) {
+      const backing = await readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => undefined);
+      if (backing !== undefined && backing.trim() === file) held.push(`/dev/${name} (${file})`);
     }
+    if (held.length === 0) return;
+    if (Date.now() > deadline) throw new GcsError("INTERNAL", `${held.join(", ")} still attached ${timeoutMs} ms after the guest died`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

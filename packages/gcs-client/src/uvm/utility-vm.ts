@@ -175,6 +175,7 @@ export class UtilityVM {
         throw this.#wrap(err, `adding disk ${hostPath} to ${this.name}`);
       }
       this.#disks.set(hostPath, disk);
+      await this.#vm.recordMounts?.().catch(() => {});
       return { ...disk };
     });
   }
