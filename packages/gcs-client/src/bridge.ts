@@ -143,7 +143,8 @@ export class GcsBridge extends EventEmitter<GcsBridgeEvents> {
     stream.on("end", () => this.#onEnd());
     stream.on("error", (err) => this.#teardown(new GcsError("CLOSED", `bridge stream failed: ${err.message}`, { cause: err })));
     stream.on("close", () => this.#teardown(new GcsError("CLOSED", "bridge stream closed")));
-    if (stream.destroyed) this.#teardown(new GcsError("CLOSED", "bridge stream was already destroyed"));
+    // A socket that read EOF before we listened has already emitted 'end'.
+    if (stream.destroyed || stream.readableEnded) this.#teardown(new GcsError("CLOSED", "the bridge stream had already ended"));
   }
 
   /** Capabilities from negotiate(), undefined before. */

@@ -1,7 +1,7 @@
 // A process in the guest and its stdio channels (spec §1.4, §4.3, §4.4). Each requested stream
 // is its own connection that the guest dials to a port we listen on; there is no framing on
 // them and no bridge message for stdin EOF: a half-close is the EOF.
-import type { Duplex, Readable, Writable } from "node:stream";
+import { PassThrough, type Duplex, type Readable, type Writable } from "node:stream";
 import { GcsError, toGcsError } from "./errors.js";
 import { NULL_CONTAINER_ID } from "./protocol/constants.js";
 import { executeProcessRequest, type ProcessParameters, type VsockStdioRelaySettings } from "./protocol/messages.js";
@@ -62,28 +62,33 @@ export interface ProcessContext {
  */
 export class GuestProcess {
   readonly pid: number;
+  /** The stdin channel itself; end() half-closes it. */
   readonly stdin: Writable | null;
+  /** stdout as read from its channel; ends after the guest's EOF, once read. */
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
   /** Stream errors seen so far (EPIPE on stdin after the exit, resets), in order. */
   readonly streamErrors: Error[] = [];
-  readonly #streams: Duplex[];
+  /** The channels and what wraps them, for close(). */
+  readonly #streams: Array<Duplex | PassThrough>;
   readonly #exit: Promise<number>;
   #exitCode: number | undefined;
   #closing: Promise<void> | undefined;
 
   /** @internal Made by GcsBridge.executeProcess(). */
-  constructor(pid: number, streams: Partial<Record<StreamName, Duplex>>, exit: Promise<number>) {
+  constructor(pid: number, channels: Partial<Record<StreamName, Duplex>>, exit: Promise<number>) {
     this.pid = pid;
-    this.stdin = streams.stdin ?? null;
-    this.stdout = streams.stdout ?? null;
-    this.stderr = streams.stderr ?? null;
-    this.#streams = STREAMS.flatMap((name) => (streams[name] ? [streams[name]] : []));
-    for (const stream of this.#streams) stream.on("error", (err) => this.streamErrors.push(err));
-    for (const stream of [streams.stdout, streams.stderr]) {
-      // After EOF the guest's relay blocks until we close (spec §4.3).
-      stream?.once("end", () => stream.destroy());
-    }
+    const record = (err: Error): void => {
+      this.streamErrors.push(err);
+    };
+    this.#streams = STREAMS.flatMap((name) => (channels[name] ? [channels[name]] : []));
+    for (const channel of this.#streams) channel.on("error", record);
+    this.stdin = channels.stdin ?? null;
+    const stdout = channels.stdout ? relay(channels.stdout) : null;
+    const stderr = channels.stderr ? relay(channels.stderr) : null;
+    this.stdout = stdout;
+    this.stderr = stderr;
+    for (const wrapper of [stdout, stderr]) if (wrapper) this.#streams.push(wrapper);
     this.#exit = exit.then((code) => (this.#exitCode = code));
     // wait() may never be called; a failed wait must not become an unhandled rejection.
     this.#exit.catch(() => {});
@@ -141,6 +146,28 @@ export class GuestProcess {
     ).then(() => {});
     return this.#closing;
   }
+}
+
+/**
+ * What the caller reads of a stdout/stderr channel. A socket that reads EOF while nobody reads
+ * it emits 'end' at once (net.Socket calls read(0) at EOF), so a process that exits before the
+ * caller attached a listener would look like it never ends; the PassThrough holds the data and
+ * the end until they are read. After the channel's EOF we close it: the guest's relay waits for
+ * that (§4.3). A channel error destroys the wrapper with it, so a reader learns of it.
+ */
+function relay(channel: Duplex): PassThrough {
+  const out = new PassThrough();
+  out.on("error", () => {}); // recorded once, on the channel
+  channel.once("end", () => channel.destroy());
+  channel.once("error", (err) => out.destroy(err));
+  if (channel.readableEnded) {
+    // EOF came while the process was starting: there was no data, or it would still be buffered.
+    out.end();
+    channel.destroy();
+  } else {
+    channel.pipe(out);
+  }
+  return out;
 }
 
 /** Settles when a readable ended or was closed (never rejects). */

@@ -252,6 +252,32 @@ describe.each(transports)("stdio over %s", (_name, make) => {
     await bridge.close();
   });
 
+  it("ends stdout and stderr for a process that exited before anyone read them", async () => {
+    // Regression: a socket that reads EOF with nobody reading emits 'end' at once, so a caller
+    // attaching 'data' after executeProcess() resolved never saw an end (seen with `kill -9 $$`).
+    const { bridge, guest } = await negotiatedPair(setup.transport);
+    const started = bridge.executeProcess({ CommandArgs: ["true"] }, { stdin: true, stdout: true, stderr: true });
+    const exec = await guest.next();
+    const { sockets } = await dialStdio(setup, exec);
+    sockets.stdout!.end();
+    sockets.stderr!.end("last words\n");
+    await new Promise((r) => setTimeout(r, 50));
+    guest.reply(exec, { ProcessId: 3 });
+    const proc = await within(started, 5000, "ExecuteProcess");
+    await new Promise((r) => setTimeout(r, 50));
+    const chunks: string[] = [];
+    proc.stdout!.on("data", (c: Buffer) => chunks.push(c.toString()));
+    proc.stderr!.on("data", (c: Buffer) => chunks.push(c.toString()));
+    const ends = Promise.all([new Promise((r) => proc.stdout!.on("end", r)), new Promise((r) => proc.stderr!.on("end", r))]);
+    await within(ends, 5000, "stdout and stderr to end");
+    expect(chunks).toEqual(["last words\n"]);
+    guest.reply(await guest.next(), { ExitCode: 0 });
+    expect(await proc.wait()).toBe(0);
+    await proc.close();
+    for (const s of Object.values(sockets)) s.destroy();
+    await bridge.close();
+  });
+
   it("fails a pending ExecuteProcess with CLOSED when the bridge drops, closing its listeners", async () => {
     const { bridge, guest } = await negotiatedPair(setup.transport);
     const started = bridge.executeProcess({ CommandArgs: ["x"] }, { stdout: true });
