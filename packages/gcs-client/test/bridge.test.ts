@@ -25,7 +25,7 @@ const scsi = (lun: number) => ({ ResourceType: "SCSIDevice", RequestType: "Remov
 describe("requests and responses", () => {
   it("numbers requests from 0 and matches answers that come in any order", async () => {
     const { bridge, guest } = bridgePair();
-    const calls = [bridge.modifySettings(scsi(1)), bridge.dumpStacks(), bridge.modifySettings(scsi(3))];
+    const calls: Array<Promise<unknown>> = [bridge.modifySettings(scsi(1)), bridge.dumpStacks(), bridge.modifySettings(scsi(3))];
     const frames = [await guest.next(), await guest.next(), await guest.next()];
     expect(frames.map((f) => f.id)).toEqual([0n, 1n, 2n]);
     expect(frames.map((f) => f.type)).toEqual([requestType(Rpc.ModifySettings), requestType(Rpc.DumpStacks), requestType(Rpc.ModifySettings)]);

@@ -100,7 +100,7 @@ export function bridgePair(options: GcsBridgeOptions = {}): { bridge: GcsBridge;
 /** Dials a unix socket path or a TCP port, as the guest dials its stdio ports. */
 export function dial(target: { path: string } | { port: number; host: string }): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ ...target, allowHalfOpen: true } as Parameters<typeof connect>[0]);
+    const socket = "path" in target ? connect({ path: target.path, allowHalfOpen: true }) : connect({ port: target.port, host: target.host, allowHalfOpen: true });
     socket.once("connect", () => resolve(socket));
     socket.once("error", reject);
   });
