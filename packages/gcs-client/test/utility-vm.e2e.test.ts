@@ -135,6 +135,12 @@ describe.skipIf(!supported)("UtilityVM with the Linux launcher and apps/guest", 
     const victimPid = victim.pid!;
     try {
       const disk = await victim.addDisk(own, { readOnly: true });
+      // And a sandbox through a FUSE export, written to: the hardest kind to let go of.
+      const sandbox = join(work, "victim-sandbox.vhdx");
+      const { createSandbox: blankSandbox } = await import("@lcow/vhd");
+      await blankSandbox(sandbox);
+      const scratch = await victim.addDisk(sandbox, { readOnly: false });
+      await writeFile(victim.hostPath(`${scratch.guestPath}/upper/dirty`)!, Buffer.alloc(1 << 20, 7));
       const seen = victim.hostPath(`${disk.guestPath}/hello.txt`)!;
       expect(await readFile(seen, "utf8")).toBe("hello from a layer\n");
       const sleeper = await victim.spawn({ CommandArgs: ["/bin/sleep", "30"], Environment: { PATH: "/bin:/usr/bin" } });
@@ -152,5 +158,10 @@ describe.skipIf(!supported)("UtilityVM with the Linux launcher and apps/guest", 
     // never visible outside the guest's namespace, and the namespace is gone.
     expect(loopsOf(own)).toBe("");
     expect(() => process.kill(victimPid, 0)).toThrow();
+    // No loop device is left on a file only the dead guest could see (losetup shows those as "/").
+    const orphans = execFileSync("losetup", ["--list", "--noheadings", "--output", "NAME,BACK-FILE"], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => /\s\/$/.test(l.trim()) || l.includes(" /\n"));
+    expect(orphans).toEqual([]);
   });
 });

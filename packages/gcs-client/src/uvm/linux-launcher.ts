@@ -11,7 +11,8 @@
 //   <dir>/state/                 the guest's own files (FUSE exports of VHDX disks)
 // <dir> is a fresh folder under the system temp folder: unix socket paths must stay under 108 bytes.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile, realpath } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile, realpath, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GcsError } from "../errors.js";
@@ -114,7 +115,11 @@ export class LinuxLauncher implements UtilityVmLauncher {
       } finally {
         await listener.close();
       }
-      return new LinuxVm(options.name, dir, transport, proc, exited, bridge, isolate);
+      // Hold the guest's mount namespace open (see LinuxVm.#terminate), and find the guest itself
+      // (unshare's child, the init of the new pid namespace).
+      const namespace = isolate ? await open(`/proc/${proc.pid}/ns/mnt`, "r").catch(() => undefined) : undefined;
+      const guestPid = isolate ? await childOf(proc.pid!) : proc.pid;
+      return new LinuxVm(options.name, dir, transport, proc, exited, bridge, isolate, namespace, guestPid);
     } catch (err) {
       if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await transport.close?.().catch(() => {});
@@ -125,8 +130,8 @@ export class LinuxLauncher implements UtilityVmLauncher {
 }
 
 class LinuxVm implements LaunchedVm {
-  /** Loop devices seen behind the guest's mounts (name -> backing file), to wait for at the end. */
-  readonly #loops = new Map<string, string>();
+  /** Loop devices and FUSE connections seen behind the guest's mounts, to release at the end. */
+  readonly #devices: GuestDevices = { loops: new Map(), fuse: new Set() };
   #terminating: Promise<void> | undefined;
 
   constructor(
@@ -137,6 +142,10 @@ class LinuxVm implements LaunchedVm {
     readonly exited: Promise<VmExit>,
     readonly bridge: import("node:stream").Duplex,
     readonly isolated: boolean,
+    /** An open handle on the guest's mount namespace: it keeps the namespace after its last process. */
+    readonly namespace: FileHandle | undefined,
+    /** The guest agent's pid (host view): the pid namespace's init. */
+    readonly guestPid: number | undefined,
   ) {}
 
   #scsiFile(a: { controller: number; lun: number }): string {
@@ -152,7 +161,9 @@ class LinuxVm implements LaunchedVm {
 
   async recordMounts(): Promise<void> {
     if (!this.isolated || !this.#alive()) return;
-    for (const [name, file] of await loopDevicesOf(this.child.pid!)) this.#loops.set(name, file);
+    const now = await guestDevicesOf(this.child.pid!);
+    for (const [name, file] of now.loops) this.#devices.loops.set(name, file);
+    for (const id of now.fuse) this.#devices.fuse.add(id);
   }
 
   #alive(): boolean {
@@ -178,34 +189,103 @@ class LinuxVm implements LaunchedVm {
     return this.#terminating;
   }
 
+  // Why the namespace handle: when a mount namespace loses its last process, that process tears
+  // its mounts down as it exits. If that is qemu-storage-daemon, unmounting a filesystem on a loop
+  // device on its own FUSE export waits for an answer only it could give: a deadlock that leaves
+  // the FUSE connection, the loop device and anything that scans loop devices (mount -o loop)
+  // stuck for good. So we keep the namespace open while its processes die (the daemon's exit
+  // closes /dev/fuse, which aborts its connection), and drop it only when all of them are gone:
+  // the teardown then runs here and meets an aborted connection (EIO), not a dead end.
   async #terminate(): Promise<void> {
     if (this.#alive()) {
       await this.recordMounts();
-      this.child.kill("SIGKILL");
+      // Kill the pid namespace's init, not unshare: unshare exits only once init is gone, and
+      // init only once every process of its namespace is.
+      try {
+        process.kill(this.guestPid ?? this.child.pid!, "SIGKILL");
+      } catch {
+        this.child.kill("SIGKILL");
+      }
     }
     await this.exited;
+    // Killed from outside (unshare first): its init may still be reaping its namespace.
+    if (this.guestPid !== undefined) await waitGone(this.guestPid, RELEASE_WAIT_MS);
+    await this.namespace?.close().catch(() => {});
     this.bridge.destroy();
     // The namespace is gone; the kernel unmounts its filesystems and then frees their auto-clear
     // loop devices a moment later. Wait for that, so "terminated" means "released".
-    if (this.isolated) await waitLoopsReleased(this.#loops);
+    if (this.isolated && this.#devices.loops.size > 0) {
+      // Usually a moment; a FUSE export left without its daemon never lets go until aborted.
+      const released = await waitLoopsReleased(this.#devices.loops, 1000).then(() => true, () => false);
+      if (!released) {
+        await abortFuse(this.#devices.fuse);
+        await waitLoopsReleased(this.#devices.loops);
+      }
+    }
     await this.transport.close?.().catch(() => {});
     await rm(this.dir, { recursive: true, force: true });
   }
 }
 
-/** The loop devices behind the mounts of process `pid`'s mount namespace, with their backing files. */
-async function loopDevicesOf(pid: number): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
+/** The first child of `pid` (unshare's forked child), waiting briefly for it to appear. */
+async function childOf(pid: number): Promise<number | undefined> {
+  for (let i = 0; i < 100; i++) {
+    const text = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
+    const child = Number(text.trim().split(" ")[0]);
+    if (child > 0) return child;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return undefined;
+}
+
+/** Waits until process `pid` no longer exists (or is a zombie), bounded by `timeoutMs`. */
+async function waitGone(pid: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    // Field 3, after the parenthesised command name, is the state; Z = exited, not yet reaped.
+    if (stat === "" || / Z /.test(stat.slice(stat.lastIndexOf(")")))) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** What a guest's mounts stand on: loop devices (name -> backing file) and FUSE connections. */
+interface GuestDevices {
+  loops: Map<string, string>;
+  /** FUSE connection ids (the minor device number of each FUSE mount: /sys/fs/fuse/connections/<id>). */
+  fuse: Set<number>;
+}
+
+/** Reads the mount table of process `pid`'s mount namespace for the loop devices and FUSE mounts it uses. */
+async function guestDevicesOf(pid: number): Promise<GuestDevices> {
+  const found: GuestDevices = { loops: new Map(), fuse: new Set() };
   const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
   for (const line of info.split("\n")) {
-    // "... - <fstype> <source> <super options>": the source follows the separator.
-    const source = line.split(" - ")[1]?.split(" ")[1];
+    // "<id> <parent> <major:minor> <root> <mount point> ... - <fstype> <source> <super options>"
+    const [head, tail] = line.split(" - ");
+    if (!head || !tail) continue;
+    const [fsType, source] = tail.split(" ");
+    if (fsType?.startsWith("fuse")) found.fuse.add(Number(head.split(" ")[2]?.split(":")[1]));
     const m = source && /^\/dev\/(loop\d+)$/.exec(source);
     if (!m) continue;
     const backing = await readFile(`/sys/block/${m[1]}/loop/backing_file`, "utf8").catch(() => undefined);
-    if (backing !== undefined) found.set(m[1]!, backing.trim());
+    if (backing !== undefined) found.loops.set(m[1]!, backing.trim());
   }
   return found;
+}
+
+/**
+ * Aborts FUSE connections: what the hypervisor does to a dead VM's devices. A qemu-storage-daemon
+ * killed with its namespace can leave its connection behind with requests no one will answer, and
+ * then the loop device on its export, and anything that asks that device for its status
+ * (mount -o loop scans every device), waits for ever.
+ */
+async function abortFuse(ids: Iterable<number>): Promise<void> {
+  const dir = "/sys/fs/fuse/connections";
+  if (!existsSync(join(dir, ".")) || (await readdir(dir).catch(() => [])).length === 0) {
+    await new Promise<void>((resolve) => spawn("mount", ["-t", "fusectl", "none", dir], { stdio: "ignore" }).on("close", () => resolve()).on("error", () => resolve()));
+  }
+  for (const id of ids) await writeFile(join(dir, String(id), "abort"), "1").catch(() => {});
 }
 
 /**
