@@ -40,7 +40,10 @@ export class HvsockListener implements ChannelListener {
     this.#queue = new AcceptQueue(what);
     this.#watch = poller.watch(socket, {
       onReady: () => this.#acceptReady(),
-      onError: (err) => this.#queue.close(err),
+      onError: (err) => {
+        this.#queue.close(err);
+        void this.#watch.close();
+      },
     });
     // Accept whenever the guest dials, like a net.Server; connections wait in the queue.
     this.#watch.setEvents(POLLRDNORM);

@@ -48,6 +48,8 @@ export class Poller {
   #inFlight: Set<Entry> | undefined;
   readonly #closeAfterPoll: Array<{ socket: SocketHandle; done: () => void }> = [];
   #failures = 0;
+  /** Set while handlers run: their interest changes are gathered into one new poll. */
+  #dispatching = false;
 
   constructor(winsock: Winsock) {
     this.#ws = winsock;
@@ -83,7 +85,7 @@ export class Poller {
   }
 
   #kick(): void {
-    if (this.#inFlight) return;
+    if (this.#inFlight || this.#dispatching) return;
     const active = [...this.#entries].filter((e) => e.events !== 0);
     if (active.length === 0) return;
     const fds = Buffer.alloc(active.length * this.#ws.pollFdSize);
@@ -101,25 +103,33 @@ export class Poller {
       this.#ws.close(socket);
       done();
     }
-    if (result < 0) {
-      this.#failures++;
-      if (this.#failures >= MAX_POLL_FAILURES) {
-        const err = new GcsError("UNAVAILABLE", `WSAPoll failed ${this.#failures} times in a row`, { cause });
-        for (const entry of active) if (!entry.closed) entry.handlers.onError(err);
+    this.#dispatching = true;
+    try {
+      if (result < 0) this.#pollFailed(active, cause);
+      else {
         this.#failures = 0;
-        return;
+        active.forEach((entry, i) => {
+          const revents = this.#ws.readRevents(fds, i);
+          if (revents !== 0 && !entry.closed) this.#dispatch(entry, revents);
+        });
       }
-      // The error code stayed on the worker thread: let each socket retry its call on this
-      // thread, where a real failure shows with its code.
-      for (const entry of active) if (!entry.closed && entry.events !== 0) this.#dispatch(entry, POLLERR);
-    } else {
-      this.#failures = 0;
-      active.forEach((entry, i) => {
-        const revents = this.#ws.readRevents(fds, i);
-        if (revents !== 0 && !entry.closed) this.#dispatch(entry, revents);
-      });
+    } finally {
+      this.#dispatching = false;
     }
     this.#kick();
+  }
+
+  #pollFailed(active: Entry[], cause: unknown): void {
+    this.#failures++;
+    if (this.#failures >= MAX_POLL_FAILURES) {
+      const err = new GcsError("UNAVAILABLE", `WSAPoll failed ${this.#failures} times in a row`, { cause });
+      this.#failures = 0;
+      for (const entry of active) if (!entry.closed) entry.handlers.onError(err);
+      return;
+    }
+    // The error code stayed on the worker thread: let each socket retry its call on this
+    // thread, where a real failure shows with its code.
+    for (const entry of active) if (!entry.closed && entry.events !== 0) this.#dispatch(entry, POLLERR);
   }
 
   #dispatch(entry: Entry, revents: number): void {
