@@ -36,7 +36,7 @@ describe.skipIf(!uvmSupported())("uvm mounter", () => {
 
   it("safe mode starts one VM per mounted id and stops it with the last put; global mode keeps one until cleanup", async () => {
     const home = await mkdtemp(join(tmpdir(), "lcow-uvm-modes-"));
-    const guests = () => execFileSync("sh", ["-c", `pgrep -f '${GUEST} serve' || true`], { encoding: "utf8" }).trim().split("\n").filter(Boolean).length;
+    const guests = () => execFileSync("sh", ["-c", `pgrep -f '^unshare .*${GUEST} serve' || true`], { encoding: "utf8" }).trim().split("\n").filter(Boolean).length;
     const before = guests();
     try {
       for (const global of [false, true]) {

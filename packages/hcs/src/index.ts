@@ -32,4 +32,6 @@ export { BUILD_KERNEL_DIRECT, BUILD_RS5, checkHost, supportedSchemaVersions, sup
 export { V1_NOTIFICATION } from "./vmcompute.js";
 export { COMPUTECORE_REQUIRED } from "./computecore.js";
 export type { NativeHandle } from "./native.js";
+// The one place koffi is loaded; @lcow/gcs-client's AF_HYPERV transport binds Winsock through it.
+export { loadKoffi, type Koffi, type KoffiLib, type KoffiFunction } from "./native.js";
 export * from "./schema/index.js";

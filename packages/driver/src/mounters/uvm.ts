@@ -11,7 +11,7 @@
 // The VM belongs to the process that started it (the guest dies when its bridge's host goes
 // away), so this mounter suits a long-lived process: the Docker plugin, a daemon, a test. After
 // a restart, a recorded mount whose VM is gone needs no undo: the VM took its mounts with it.
-import { stat } from "node:fs/promises";
+import { chmod, mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { UtilityVM, UtilityVmLauncher } from "@lcow/gcs-client";
 import { DriverError } from "../errors.js";
@@ -31,7 +31,8 @@ export interface UvmMounterOptions {
 /** What a uvm mount records: enough for `unmount` to undo it in the VM that made it. */
 interface UvmMountState {
   mounter: "uvm";
-  vm: string;
+  /** The VM's name; null when nothing was attached (an empty layer). */
+  vm: string | null;
   /** Host files attached for this mount, in attach order. */
   disks: string[];
   /** The guest path of the overlay, when one was made. */
@@ -80,7 +81,8 @@ class UvmMounter implements Mounter {
       entry = this.#vms.get(name);
       if (!entry) {
         const o = this.#options;
-        const started = UtilityVM.start({ name, launcher: this.#launcher, timeoutSeconds: o.timeoutSeconds, kirdPath: o.kirdPath, kernel: o.kernel, initrd: o.initrd, bootParameters: o.bootParameters });
+        // Four SCSI controllers (256 LUNs): a 128-layer image plus its sandbox must fit one VM.
+        const started = UtilityVM.start({ name, launcher: this.#launcher, timeoutSeconds: o.timeoutSeconds, kirdPath: o.kirdPath, kernel: o.kernel, initrd: o.initrd, bootParameters: o.bootParameters, scsiControllers: 4 });
         const fresh: VmEntry = { vm: started, users: 0 };
         entry = fresh;
         this.#vms.set(name, fresh);
@@ -117,9 +119,17 @@ class UvmMounter implements Mounter {
       const found = await layerFile(dir);
       if (found) lowers.push(found);
     }
+    if (lowers.length === 0 && own === undefined) {
+      // Nothing to attach: an empty layer (created, nothing applied) with no content below.
+      // Its view is an empty read-only folder; no VM is involved.
+      const path = join(request.workDir, "empty");
+      await mkdir(path, { recursive: true });
+      await chmod(path, 0o555);
+      return { path, state: { mounter: "uvm", vm: null, disks: [], union: null, guestPath: "" } };
+    }
     const name = this.#vmName(id);
     const vm = await this.#acquire(name);
-    const state: UvmMountState = { mounter: "uvm", vm: name, disks: [], union: null, guestPath: "" };
+    const state: UvmMountState & { vm: string } = { mounter: "uvm", vm: name, disks: [], union: null, guestPath: "" };
     try {
       const lowerPaths: string[] = [];
       // One at a time: the guest serialises SCSI work anyway, and the LUN order stays stable.
@@ -161,6 +171,7 @@ class UvmMounter implements Mounter {
   async unmount(id: string, raw: MountState): Promise<void> {
     if (Object.keys(raw).length === 0) return; // mount failed and undid itself
     const state = parseState(id, raw);
+    if (state.vm === null) return;
     const entry = this.#vms.get(state.vm);
     // Not ours, or not running any more: the VM that made the mount took it along when it stopped.
     if (!entry) return;
@@ -180,7 +191,7 @@ class UvmMounter implements Mounter {
 
 function parseState(id: string, raw: MountState): UvmMountState {
   const s = raw as Partial<UvmMountState>;
-  if (s.mounter !== "uvm" || typeof s.vm !== "string" || !Array.isArray(s.disks) || !s.disks.every((d) => typeof d === "string") || (s.union !== null && typeof s.union !== "string")) {
+  if (s.mounter !== "uvm" || (s.vm !== null && typeof s.vm !== "string") || !Array.isArray(s.disks) || !s.disks.every((d) => typeof d === "string") || (s.union !== null && typeof s.union !== "string")) {
     throw new DriverError("DATA_LOSS", `the mount record of ${id} is not a uvm mount state: ${JSON.stringify(raw).slice(0, 200)}`, { id });
   }
   return s as UvmMountState;

@@ -1,6 +1,6 @@
 // The Linux launcher: the "VM" is a guest agent process (apps/guest, or anything that speaks the
 // guest side of the bridge) in its own mount and pid namespaces, started with
-//   unshare --mount --pid --fork --kill-child --propagation private -- <guest> serve ...
+//   unshare --mount --pid --fork --kill-child --propagation slave -- <guest> serve ...
 // so that, like a real VM, everything it mounts is invisible to the host and vanishes with it:
 // when it dies the kernel kills its children (qemu-storage-daemon) and tears down its mounts,
 // which releases their auto-clear loop devices. The host reaches the guest's files through
@@ -12,7 +12,7 @@
 // <dir> is a fresh folder under the system temp folder: unix socket paths must stay under 108 bytes.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile, realpath, type FileHandle } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, writeFile, realpath, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GcsError } from "../errors.js";
@@ -84,7 +84,9 @@ export class LinuxLauncher implements UtilityVmLauncher {
         ...(this.#options.guestArgs ?? []),
       ];
       const [file, ...args] = isolate
-        ? [this.#options.unshare ?? "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--", ...guest]
+        ? // slave, not private: the guest's copy of the host's mounts follows the host's unmounts,
+          // so it never keeps a host filesystem (and its loop device) busy after the host let go.
+          [this.#options.unshare ?? "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "slave", "--", ...guest]
         : guest;
       child = spawn(file!, args, { stdio: ["ignore", "ignore", "pipe"] });
       const proc = child;
@@ -119,7 +121,9 @@ export class LinuxLauncher implements UtilityVmLauncher {
       // (unshare's child, the init of the new pid namespace).
       const namespace = isolate ? await open(`/proc/${proc.pid}/ns/mnt`, "r").catch(() => undefined) : undefined;
       const guestPid = isolate ? await childOf(proc.pid!) : proc.pid;
-      return new LinuxVm(options.name, dir, transport, proc, exited, bridge, isolate, namespace, guestPid);
+      // The namespace starts as a copy of ours: only mounts made after this are the guest's.
+      const inherited = isolate ? await mountIdsOf(proc.pid!) : new Set<string>();
+      return new LinuxVm(options.name, dir, transport, proc, exited, bridge, isolate, namespace, guestPid, inherited);
     } catch (err) {
       if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await transport.close?.().catch(() => {});
@@ -146,6 +150,8 @@ class LinuxVm implements LaunchedVm {
     readonly namespace: FileHandle | undefined,
     /** The guest agent's pid (host view): the pid namespace's init. */
     readonly guestPid: number | undefined,
+    /** Mount ids the namespace had when the guest connected (copies of the host's). */
+    readonly inherited: ReadonlySet<string>,
   ) {}
 
   #scsiFile(a: { controller: number; lun: number }): string {
@@ -161,7 +167,7 @@ class LinuxVm implements LaunchedVm {
 
   async recordMounts(): Promise<void> {
     if (!this.isolated || !this.#alive()) return;
-    const now = await guestDevicesOf(this.child.pid!);
+    const now = await guestDevicesOf(this.child.pid!, this.inherited);
     for (const [name, file] of now.loops) this.#devices.loops.set(name, file);
     for (const id of now.fuse) this.#devices.fuse.add(id);
   }
@@ -227,6 +233,12 @@ class LinuxVm implements LaunchedVm {
   }
 }
 
+/** Ids of the mounts in process `pid`'s namespace. */
+async function mountIdsOf(pid: number): Promise<Set<string>> {
+  const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
+  return new Set(info.split("\n").filter(Boolean).map((line) => line.split(" ")[0]!));
+}
+
 /** The first child of `pid` (unshare's forked child), waiting briefly for it to appear. */
 async function childOf(pid: number): Promise<number | undefined> {
   for (let i = 0; i < 100; i++) {
@@ -257,13 +269,13 @@ interface GuestDevices {
 }
 
 /** Reads the mount table of process `pid`'s mount namespace for the loop devices and FUSE mounts it uses. */
-async function guestDevicesOf(pid: number): Promise<GuestDevices> {
+async function guestDevicesOf(pid: number, inherited: ReadonlySet<string>): Promise<GuestDevices> {
   const found: GuestDevices = { loops: new Map(), fuse: new Set() };
   const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
   for (const line of info.split("\n")) {
     // "<id> <parent> <major:minor> <root> <mount point> ... - <fstype> <source> <super options>"
     const [head, tail] = line.split(" - ");
-    if (!head || !tail) continue;
+    if (!head || !tail || inherited.has(head.split(" ")[0]!)) continue;
     const [fsType, source] = tail.split(" ");
     if (fsType?.startsWith("fuse")) found.fuse.add(Number(head.split(" ")[2]?.split(":")[1]));
     const m = source && /^\/dev\/(loop\d+)$/.exec(source);
@@ -288,10 +300,26 @@ async function abortFuse(ids: Iterable<number>): Promise<void> {
   for (const id of ids) await writeFile(join(dir, String(id), "abort"), "1").catch(() => {});
 }
 
+/** Loop devices (`loop7`) some live mount namespace on this machine has a filesystem on. */
+async function loopsInUse(): Promise<Set<string>> {
+  const used = new Set<string>();
+  const seen = new Set<string>();
+  for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const ns = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
+    if (!ns || seen.has(ns)) continue;
+    seen.add(ns);
+    const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
+    for (const m of info.matchAll(/ - \S+ \/dev\/(loop\d+) /g)) used.add(m[1]!);
+  }
+  return used;
+}
+
 /**
- * Waits until none of `devices` (loop device name -> backing file) is still bound to that file,
- * bounded by `timeoutMs`: after a mount namespace dies the kernel unmounts its filesystems and
- * frees their auto-clear loop devices asynchronously.
+ * Waits until each of `devices` (loop device name -> backing file) is detached, rebound to
+ * another file, or still used by a live mount namespace (mount(8) shares one device per file,
+ * so another VM or the host may hold the same one), bounded by `timeoutMs`: after a mount
+ * namespace is torn down the kernel frees its auto-clear loop devices asynchronously.
  */
 export async function waitLoopsReleased(devices: ReadonlyMap<string, string>, timeoutMs = RELEASE_WAIT_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -299,10 +327,13 @@ export async function waitLoopsReleased(devices: ReadonlyMap<string, string>, ti
     const held: string[] = [];
     for (const [name, file] of devices) {
       const backing = await readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => undefined);
-      if (backing !== undefined && backing.trim() === file) held.push(`/dev/${name} (${file})`);
+      if (backing !== undefined && backing.trim() === file) held.push(name);
     }
-    if (held.length === 0) return;
-    if (Date.now() > deadline) throw new GcsError("INTERNAL", `${held.join(", ")} still attached ${timeoutMs} ms after the guest died`);
+    const orphaned = held.length === 0 ? [] : held.filter(((inUse) => (name: string) => !inUse.has(name))(await loopsInUse()));
+    if (orphaned.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new GcsError("INTERNAL", `${orphaned.map((n) => `/dev/${n} (${devices.get(n)})`).join(", ")} still attached ${timeoutMs} ms after the guest died`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }

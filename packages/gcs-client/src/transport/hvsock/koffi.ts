@@ -1,7 +1,7 @@
-// koffi, loaded on first use so that importing @lcow/gcs-client never needs a native module (it
-// must import cleanly on Linux and macOS, where hvsock does not exist). Only the few members we
-// call are typed here.
-import { createRequire } from "node:module";
+// koffi, loaded on first use through @lcow/hcs (the one package that loads it) so that importing
+// @lcow/gcs-client never needs a native module (it must import cleanly on Linux and macOS, where
+// hvsock does not exist). Only the few members we call are typed here.
+import { loadKoffi as loadHcsKoffi } from "@lcow/hcs";
 import { GcsError } from "../../errors.js";
 
 /** A bound native function: a synchronous call plus `.async(...args, callback)` on a worker thread. */
@@ -19,21 +19,14 @@ export interface Koffi {
   sizeof(type: string): number;
 }
 
-let cached: Koffi | undefined;
-
 export function loadKoffi(): Koffi {
-  if (cached) return cached;
-  let mod: unknown;
   try {
-    mod = createRequire(import.meta.url)("koffi");
+    return loadHcsKoffi() as unknown as Koffi;
   } catch (err) {
     throw new GcsError(
       "UNAVAILABLE",
-      "the hvsock transport needs the native FFI module 'koffi', which could not be loaded. Install it next to @lcow/gcs-client " +
-        "(`pnpm add koffi`); if it is installed, its prebuilt binary may not match this platform or Node version.",
+      "the hvsock transport needs the native FFI module 'koffi' (a dependency of @lcow/hcs), which could not be loaded; its prebuilt binary may not match this platform or Node version.",
       { cause: err },
     );
   }
-  cached = ((mod as { default?: unknown }).default ?? mod) as Koffi;
-  return cached;
 }
