@@ -26,13 +26,20 @@
 // kernel still shares the work underneath: mount(8) reuses one auto-clear loop device per layer
 // file, and ext4 then one superblock per device (see loop.ts).
 import { existsSync } from "node:fs";
-import { open, mkdir, readdir, realpath, rm, rmdir, stat } from "node:fs/promises";
+import { mkdir, readdir, realpath, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DriverError } from "../../errors.js";
-import { run, type RunOptions } from "./exec.js";
-import { releaseLoops, type LoopTools } from "./loop.js";
-import { isMountPoint, readMounts } from "./proc.js";
-import { startExport, stopExport, type QsdTools } from "./qsd.js";
+import {
+  kernelTools,
+  mountLayerVhd,
+  mountOverlay,
+  mountSandboxVhdx,
+  undoStep,
+  type KernelToolOptions,
+  type KernelTools,
+  type StepRecorder,
+} from "./disk.js";
+import { readMounts } from "./proc.js";
 import {
   currentBootId,
   JOURNAL_NAME,
@@ -41,55 +48,31 @@ import {
   readJournal,
   removeJournal,
   type KernelMountState,
-  type MountStep,
-  type QsdStep,
   type Step,
 } from "./state.js";
 import type { Mounter, MountRequest, MountState } from "../types.js";
 
-/** Options of `createKernelMounter`. */
-export interface KernelMounterOptions {
+/** Options of `createKernelMounter`: the tools and time bounds (see `KernelToolOptions`), and the store's home. */
+export interface KernelMounterOptions extends KernelToolOptions {
   /**
    * The store's home. Lets `unmount(id, {})` (no state recorded: the core's clean-up after a
    * failed `mount`, or after a crash before `mount` returned) find `<home>/mounts/<id>/` and
    * release what its journal records. If not provided, such calls do nothing.
    */
   home?: string;
-  /**
-   * Milliseconds each tool invocation (and a daemon's shutdown) may take before it is killed.
-   * 0 means no limit on tools, and 60 s for a daemon to exit after SIGTERM. If not provided, 60 000.
-   */
-  timeoutMs?: number;
-  /** Path or name of `losetup`. If not provided, "losetup" (searched on PATH). */
-  losetup?: string;
-  /** Path or name of `mount`. If not provided, "mount". */
-  mount?: string;
-  /** Path or name of `umount`. If not provided, "umount". */
-  umount?: string;
-  /** Path or name of `qemu-storage-daemon`. If not provided, "qemu-storage-daemon". */
-  qemuStorageDaemon?: string;
 }
 
 /** overlayfs refuses more lower layers than this (`OVL_MAX_STACK`). */
 export const MAX_LOWER_LAYERS = 500;
-/** mount(2) copies one page of option data; the options and their NUL must fit. */
-const MAX_MOUNT_DATA = 4096 - 1;
 /**
  * How many layers are mounted (or released) at once. mount, umount and losetup each take a few
  * milliseconds, mostly process start-up, so a 128-layer chain goes several times faster in
  * parallel; a small bound keeps a deep chain from starting hundreds of processes at once.
  */
 const PARALLEL_LAYERS = 8;
-/** Size of the fixed VHD footer that follows the ext4 image in layer.vhd. */
-const VHD_FOOTER_SIZE = 512;
 
 const LAYER_FILE = "layer.vhd";
 const SANDBOX_FILE = "sandbox.vhdx";
-
-interface Tools extends LoopTools, QsdTools {
-  mount: string;
-  timeoutMs: number;
-}
 
 type LayerKind = "layer" | "sandbox";
 
@@ -111,26 +94,6 @@ async function layerKind(dir: string): Promise<LayerKind | undefined> {
   return undefined;
 }
 
-/**
- * The size of the ext4 image inside `file` (a layer.vhd): its length less the 512-byte footer,
- * which must carry the VHD cookie; a loop device over the whole file would hand ext4 a device
- * whose size disagrees with the superblock's block count.
- */
-async function ext4SizeOfVhd(file: string, id: string): Promise<number> {
-  const fh = await open(file, "r");
-  try {
-    const { size } = await fh.stat();
-    const cookie = Buffer.alloc(8);
-    if (size >= VHD_FOOTER_SIZE) await fh.read(cookie, 0, 8, size - VHD_FOOTER_SIZE);
-    if (size < VHD_FOOTER_SIZE * 2 || cookie.toString("latin1") !== "conectix") {
-      throw new DriverError("DATA_LOSS", `${file} does not end with a VHD footer (cookie "conectix")`, { id });
-    }
-    return size - VHD_FOOTER_SIZE;
-  } finally {
-    await fh.close();
-  }
-}
-
 function checkRequest(request: MountRequest): void {
   const bad = (why: string): never => {
     throw new DriverError("INVALID_ARGUMENT", `kernel mount of ${JSON.stringify(request.id)}: ${why}`, { id: request.id });
@@ -149,20 +112,12 @@ function checkRequest(request: MountRequest): void {
  */
 class KernelMounter implements Mounter {
   readonly name = "kernel" as const;
-  readonly #tools: Tools;
+  readonly #tools: KernelTools;
   readonly #home: string | undefined;
 
   constructor(options: KernelMounterOptions) {
     this.#home = options.home;
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    this.#tools = {
-      timeoutMs,
-      waitMs: timeoutMs > 0 ? timeoutMs : 60_000,
-      losetup: options.losetup ?? "losetup",
-      mount: options.mount ?? "mount",
-      umount: options.umount ?? "umount",
-      qemuStorageDaemon: options.qemuStorageDaemon ?? "qemu-storage-daemon",
-    };
+    this.#tools = kernelTools(options);
   }
 
   /**
@@ -199,23 +154,18 @@ class KernelMounter implements Mounter {
       await forEachLimit(lowers, PARALLEL_LAYERS, async (lower, i) => {
         const n = String(i + 1);
         const unit = new Unit(`l/${n}`, journal);
-        if (lower.kind === "layer") await this.#mountLayer(id, join(lower.dir, LAYER_FILE), join(workDir, "l", n), unit);
+        if (lower.kind === "layer") await mountLayerVhd(this.#tools, join(lower.dir, LAYER_FILE), join(workDir, "l", n), unit, { id });
         else await this.#mountSandbox(id, join(lower.dir, SANDBOX_FILE), { exportFile: join(workDir, "x", `${n}.raw`), pidFile: join(workDir, "x", `${n}.pid`), target: join(workDir, "l", n) }, false, unit);
       });
       let path: string;
       if (own === "sandbox") {
         await this.#mountSandbox(id, join(request.layerDir, SANDBOX_FILE), { exportFile: join(workDir, "sandbox.raw"), pidFile: join(workDir, "qsd.pid"), target: join(workDir, "s") }, true, new Unit("s", journal));
-        if (lowerDirs.length === 0) lowerDirs.push(await emptyDir(workDir, "e1"));
-        // index, redirect_dir and metacopy off: `diff` reads upper/ as a plain tree, which only
-        // holds if copy-up writes whole files and renamed lower dirs are copied up whole.
-        path = await this.#mountOverlay(workDir, `lowerdir=${lowerDirs.join(":")},upperdir=s/upper,workdir=s/work,index=off,redirect_dir=off,metacopy=off`, new Unit("m", journal));
+        path = await this.#mountUnion(workDir, lowerDirs, { upperDir: "s/upper", workDir: "s/work" }, new Unit("m", journal));
       } else if (lowers.length === 1 && lowers[0]!.kind === "layer") {
         // A base layer alone needs no union: its ext4 mount is already read-only.
         path = join(workDir, "l", "1");
       } else {
-        // Without an upper dir overlayfs wants two lower dirs (Linux before 6.6 refuses one).
-        while (lowerDirs.length < 2) lowerDirs.push(await emptyDir(workDir, `e${lowerDirs.length + 1}`));
-        path = await this.#mountOverlay(workDir, `ro,lowerdir=${lowerDirs.join(":")}`, new Unit("m", journal));
+        path = await this.#mountUnion(workDir, lowerDirs, undefined, new Unit("m", journal));
       }
       state.path = path;
       await journal.save();
@@ -263,31 +213,9 @@ class KernelMounter implements Mounter {
     }
   }
 
-  async #mountLayer(id: string, file: string, target: string, unit: Unit): Promise<void> {
-    const sizeLimit = await ext4SizeOfVhd(file, id);
-    // noload: a read-only mount must never replay a journal (layers have none, but a foreign one might).
-    await this.#mountLoop(file, target, `ro,sizelimit=${sizeLimit},noload`, false, unit);
-  }
-
   /**
-   * Mounts the ext4 filesystem in `file` on `target` through an auto-clear loop device (see
-   * loop.ts), recording the step first and the device after.
-   */
-  async #mountLoop(file: string, target: string, options: string, privateFile: boolean, unit: Unit): Promise<void> {
-    await mkdir(target, { recursive: true });
-    const step: MountStep = { kind: "mount", target, fsType: "ext4", loop: { file, private: privateFile } };
-    await unit.record(step);
-    await run(this.#tools.mount, ["-t", "ext4", "-o", `loop,${options}`, file, target], this.#runOptions());
-    const source = (await readMounts()).find((m) => m.mountPoint === target)?.source;
-    if (source && /^\/dev\/loop\d+$/.test(source)) {
-      step.loop!.device = source;
-      await unit.save();
-    }
-  }
-
-  /**
-   * Mounts a sandbox.vhdx's filesystem at `where.target`: through a FUSE export and a loop
-   * device, read-write for the id's own sandbox, read-only for one in the chain.
+   * Mounts a sandbox.vhdx's filesystem at `where.target` (see `mountSandboxVhdx`), read-write
+   * for the id's own sandbox, read-only for one in the chain, and checks its upper/.
    */
   async #mountSandbox(
     id: string,
@@ -296,12 +224,7 @@ class KernelMounter implements Mounter {
     writable: boolean,
     unit: Unit,
   ): Promise<void> {
-    await mkdir(join(where.exportFile, ".."), { recursive: true });
-    const qsd: QsdStep = { kind: "qsd", vhdx, exportFile: where.exportFile, pidFile: where.pidFile, writable };
-    await unit.record(qsd);
-    qsd.pid = await startExport(this.#tools, qsd);
-    await unit.save();
-    await this.#mountLoop(where.exportFile, where.target, writable ? "rw" : "ro,noload", true, unit);
+    await mountSandboxVhdx(this.#tools, vhdx, where, writable, unit);
     if (writable) {
       // Sandboxes made by Docker's service VM or without directories get them on first mount.
       await mkdir(join(where.target, "upper"), { recursive: true });
@@ -311,15 +234,9 @@ class KernelMounter implements Mounter {
     }
   }
 
-  async #mountOverlay(workDir: string, options: string, unit: Unit): Promise<string> {
-    if (options.length > MAX_MOUNT_DATA) {
-      throw new DriverError("FAILED_PRECONDITION", `overlay options for ${workDir} are ${options.length} bytes; mount data is limited to one page`);
-    }
-    const target = join(workDir, "m");
-    await mkdir(target, { recursive: true });
-    await unit.record({ kind: "mount", target, fsType: "overlay" });
-    await run(this.#tools.mount, ["-t", "overlay", "-o", options, "overlay", target], this.#runOptions(workDir));
-    return target;
+  /** Mounts the union at `<workDir>/m`; lower dirs are relative to `workDir`, padded with e1, e2 as overlayfs needs. */
+  #mountUnion(workDir: string, lowerDirs: string[], upper: { upperDir: string; workDir: string } | undefined, unit: Unit): Promise<string> {
+    return mountOverlay(this.#tools, { target: join(workDir, "m"), lowerDirs, upper, cwd: workDir, emptyDirs: ["e1", "e2"] }, unit);
   }
 
   /**
@@ -366,39 +283,13 @@ class KernelMounter implements Mounter {
     await removeJournal(state.workDir);
   }
 
-  async #undoStep(id: string, step: Step, sameBoot: boolean, rollback: boolean): Promise<void> {
-    switch (step.kind) {
-      case "mount":
-        await this.#umount(id, step.target, rollback);
-        // A private file's device must be gone before its FUSE daemon is stopped (next step).
-        if (sameBoot && step.loop?.private && existsSync(step.loop.file)) await releaseLoops(this.#tools, step.loop.file);
-        return;
-      case "qsd":
-        if (sameBoot) await stopExport(this.#tools, step, step.pid);
-        return;
-    }
-  }
-
-  async #umount(id: string, target: string, lazy: boolean): Promise<void> {
-    if (!(await isMountPoint(target))) return;
-    try {
-      await run(this.#tools.umount, [target], this.#runOptions());
-    } catch (err) {
-      if (!lazy) {
-        const busy = /busy/i.test((err as Error).message);
-        throw busy ? new DriverError("FAILED_PRECONDITION", `${target} is in use: ${(err as Error).message}`, { id, cause: err }) : err;
-      }
-      await run(this.#tools.umount, ["--lazy", target], this.#runOptions());
-    }
-  }
-
-  #runOptions(cwd?: string): RunOptions {
-    return { timeoutMs: this.#tools.timeoutMs, cwd };
+  #undoStep(id: string, step: Step, sameBoot: boolean, rollback: boolean): Promise<void> {
+    return undoStep(this.#tools, step, { sameBoot, lazy: rollback, id });
   }
 }
 
 /** One layer's (or the union's) share of the state: its steps carry its name, and are journaled as recorded. */
-class Unit {
+class Unit implements StepRecorder {
   constructor(
     readonly name: string,
     readonly journal: JournalWriter,
@@ -439,12 +330,6 @@ async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T,
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   if (failed) throw first;
-}
-
-/** Makes (if needed) the empty directory `name` in `workDir` and returns `name`, for a lower dir. */
-async function emptyDir(workDir: string, name: string): Promise<string> {
-  await mkdir(join(workDir, name), { recursive: true });
-  return name;
 }
 
 /**
