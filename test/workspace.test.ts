@@ -66,8 +66,11 @@ describe("workspace", () => {
         expect(m.type).toBe("module");
         expect(m.engines?.node).toBe(">=20.11");
         if (!m.private) {
-          expect(Object.keys(m.exports ?? {})).toEqual([".", "./package.json"]);
-          expect(Object.keys((m.exports?.["."] ?? {}) as object)[0]).toBe("types");
+          // ".", then any subpath entries (e.g. "./protocol"), then "./package.json"; each with types first.
+          const keys = Object.keys(m.exports ?? {});
+          expect(keys[0]).toBe(".");
+          expect(keys.at(-1)).toBe("./package.json");
+          for (const key of keys.slice(0, -1)) expect(Object.keys((m.exports?.[key] ?? {}) as object)[0], `${m.name} exports ${key}`).toBe("types");
           expect(m.files).toEqual(["dist"]);
           expect(m.sideEffects).toBe(false);
         }
