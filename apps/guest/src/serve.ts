@@ -1,0 +1,99 @@
+// `lcow-guest serve`: the guest's life. It dials the host's bridge endpoint (the host listens,
+// as hcsshim listens on vsock port 0x40000000), serves the connection, and when the connection
+// drops without a shutdown request re-dials every 100 ms, each new connection un-negotiated,
+// as the real GCS does. It stops on a Shutdown request, on SIGTERM/SIGINT, or when the host's
+// endpoint has refused every dial for 10 s; in each case it first releases every process,
+// union, mount, loop device and export it holds, in that order, then exits 0.
+import { execFile } from "node:child_process";
+import type { Socket } from "node:net";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { kernelTools } from "@lcow/driver/kernel";
+import type { ServeOptions } from "./args.js";
+import { BridgeConnection } from "./connection.js";
+import { describeEndpoint, dial, type Endpoint } from "./endpoint.js";
+import { Guest } from "./guest.js";
+import { Unions } from "./layers.js";
+import { createLogger, type Logger } from "./log.js";
+import { ProcessTable } from "./processes.js";
+import { ScsiBus } from "./scsi.js";
+
+const run = promisify(execFile);
+
+/** Re-dial spacing, and how long the host's endpoint may refuse before the guest gives up. */
+export const REDIAL_INTERVAL_MS = 100;
+export const HOST_GONE_MS = 10_000;
+/** Guest paths kept private to the guest's mount namespace with `--isolated`. */
+export const ISOLATED_DIRS = ["/run/mounts", "/run/gcs"] as const;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Makes the guest's namespaces look like a VM's (the launcher runs it under unshare --mount
+ * --pid): a tmpfs on each well-known path, so what is made under them lives in this mount
+ * namespace only, and a procfs of this pid namespace on /proc. Without the latter /proc would
+ * still be the host's: the pid a daemon writes to its pid file (ours) would name another
+ * process there, and qemu-storage-daemon could not be told apart or waited for.
+ */
+async function isolate(log: Logger): Promise<void> {
+  for (const dir of ISOLATED_DIRS) {
+    await mkdir(dir, { recursive: true });
+    await run("mount", ["-t", "tmpfs", "-o", "mode=0755", "tmpfs", dir]);
+  }
+  await run("mount", ["-t", "proc", "-o", "nosuid,nodev,noexec", "proc", "/proc"]);
+  log.info("isolated", { dirs: ISOLATED_DIRS });
+}
+
+/** Dials until connected; undefined when `stopping()` or when every dial failed for HOST_GONE_MS. */
+async function dialBridge(endpoint: Endpoint, stopping: () => boolean, log: Logger): Promise<Socket | undefined> {
+  let failingSince: number | undefined;
+  for (;;) {
+    if (stopping()) return undefined;
+    try {
+      return await dial(endpoint);
+    } catch (err) {
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince >= HOST_GONE_MS) {
+        log.warn("the host's bridge endpoint is gone, stopping", { endpoint: describeEndpoint(endpoint), err });
+        return undefined;
+      }
+      await sleep(REDIAL_INTERVAL_MS);
+    }
+  }
+}
+
+/** Runs the guest until it stops; resolves with the exit status (0 unless start-up failed). */
+export async function serve(options: ServeOptions, mainScript: string): Promise<number> {
+  const log = createLogger({ level: options.logLevel });
+  log.info("starting", { pid: process.pid, bridge: describeEndpoint(options.bridge), isolated: options.isolated });
+  if (options.isolated) await isolate(log);
+  await mkdir(join(options.stateDir, "scsi"), { recursive: true });
+  const tools = kernelTools();
+  const guest = new Guest(
+    new ScsiBus(options.scsiDir, options.stateDir, tools, log.child({ part: "scsi" })),
+    new Unions(options.stateDir, tools, log.child({ part: "layers" })),
+    new ProcessTable(options.stdio, { mainScript, tmpDir: join(options.stateDir, "tmp") }, log.child({ part: "processes" })),
+    log,
+  );
+  let current: BridgeConnection | undefined;
+  guest.onStopping = () => current?.stop();
+  guest.onStopped = () => current?.close();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void guest.shutdown("graceful"));
+
+  while (!guest.shuttingDown) {
+    const socket = await dialBridge(options.bridge, () => guest.shuttingDown, log);
+    if (!socket) break;
+    log.info("bridge connected");
+    current = new BridgeConnection(socket, guest, log.child({ part: "bridge" }));
+    await current.run();
+    current = undefined;
+    if (guest.shuttingDown) break;
+    log.info("bridge closed without a shutdown; re-dialing");
+    await sleep(REDIAL_INTERVAL_MS);
+  }
+  // The host is gone (or asked): nothing will use what we hold any more.
+  await guest.shutdown("forced");
+  log.info("stopped");
+  return 0;
+}
