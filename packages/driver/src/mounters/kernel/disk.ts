@@ -17,7 +17,7 @@ import { DriverError } from "../../errors.js";
 import { run, type RunOptions } from "./exec.js";
 import { releaseLoops, type LoopTools } from "./loop.js";
 import { isMountPoint, readMounts } from "./proc.js";
-import { startExport, stopExport, type QsdTools } from "./qsd.js";
+import { exportPath, startExport, stopExport, type QsdTools } from "./qsd.js";
 import type { MountStep, QsdStep, Step } from "./state.js";
 
 /** The tools the primitives run, and their time bounds. Make one with `kernelTools`. */
@@ -42,6 +42,14 @@ export interface KernelToolOptions {
   umount?: string;
   /** Path or name of `qemu-storage-daemon`. If not provided, "qemu-storage-daemon". */
   qemuStorageDaemon?: string;
+  /** Path or name of `nsenter` (for `exportNamespacePid`). If not provided, "nsenter". */
+  nsenter?: string;
+  /**
+   * Run qemu-storage-daemon in the mount namespace of this process, not ours (see
+   * `ExportNamespace` in qsd.ts: for callers in a namespace that dies with them). If not
+   * provided, ours.
+   */
+  exportNamespacePid?: number;
 }
 
 /** The tool set for `options`, with the documented defaults. Checks nothing (cheap). */
@@ -54,6 +62,7 @@ export function kernelTools(options: KernelToolOptions = {}): KernelTools {
     mount: options.mount ?? "mount",
     umount: options.umount ?? "umount",
     qemuStorageDaemon: options.qemuStorageDaemon ?? "qemu-storage-daemon",
+    exportNamespace: options.exportNamespacePid === undefined ? undefined : { pid: options.exportNamespacePid, nsenter: options.nsenter ?? "nsenter" },
   };
 }
 
@@ -148,7 +157,11 @@ export async function mountImage(tools: KernelTools, file: string, target: strin
   const flags = ["loop", options.readOnly ? "ro" : "rw"];
   if (options.sizeLimit !== undefined) flags.push(`sizelimit=${options.sizeLimit}`);
   if (options.readOnly) flags.push("noload");
-  await run(tools.mount, ["-t", "ext4", "-o", flags.join(","), file, target], { timeoutMs: tools.timeoutMs });
+  // A file reached through /proc/<pid>/root (a FUSE export in the daemons' namespace) must be
+  // opened by that name, not canonicalized (see exportPath in qsd.ts). Targets are canonical
+  // already (callers resolve them).
+  const noCanonicalize = file.startsWith("/proc/") ? ["--no-canonicalize"] : [];
+  await run(tools.mount, [...noCanonicalize, "-t", "ext4", "-o", flags.join(","), file, target], { timeoutMs: tools.timeoutMs });
   const source = (await readMounts()).find((m) => m.mountPoint === target)?.source;
   if (source && /^\/dev\/loop\d+$/.test(source)) {
     step.loop!.device = source;
@@ -178,7 +191,7 @@ export interface VhdxExportPaths {
  * Exports `vhdx`'s virtual disk as a raw image on `where.exportFile` with qemu-storage-daemon
  * (see qsd.ts): writable, or read-only with `force-share` (so it works while another daemon
  * holds the VHDX writable). Records the step first and the pid after. Returns the step; the
- * raw image is `step.exportFile`.
+ * raw image, from our mount namespace, is `exportImagePath(tools, step)`.
  */
 export async function startVhdxExport(tools: KernelTools, vhdx: string, where: VhdxExportPaths, writable: boolean, recorder: StepRecorder): Promise<QsdStep> {
   await mkdir(resolve(where.exportFile, ".."), { recursive: true });
@@ -187,6 +200,11 @@ export async function startVhdxExport(tools: KernelTools, vhdx: string, where: V
   step.pid = await startExport(tools, step);
   await recorder.save();
   return step;
+}
+
+/** The raw image of a VHDX export, as a path in our mount namespace (the daemons' may be another). */
+export function exportImagePath(tools: KernelTools, step: QsdStep): string {
+  return exportPath(tools, step.exportFile);
 }
 
 /**
@@ -201,8 +219,8 @@ export async function mountSandboxVhdx(
   writable: boolean,
   recorder: StepRecorder,
 ): Promise<void> {
-  await startVhdxExport(tools, vhdx, where, writable, recorder);
-  await mountImage(tools, where.exportFile, where.target, { readOnly: !writable, privateFile: true }, recorder);
+  const step = await startVhdxExport(tools, vhdx, where, writable, recorder);
+  await mountImage(tools, exportImagePath(tools, step), where.target, { readOnly: !writable, privateFile: true }, recorder);
 }
 
 /** An overlay union to mount. */
@@ -311,7 +329,7 @@ export async function undoStep(tools: KernelTools, step: Step, options: UndoOpti
       return;
     case "qsd":
       if (!sameBoot) return;
-      if (existsSync(step.exportFile)) await releaseLoops(tools, step.exportFile);
+      if (existsSync(exportImagePath(tools, step))) await releaseLoops(tools, exportImagePath(tools, step));
       await stopExport(tools, step, step.pid);
       return;
   }

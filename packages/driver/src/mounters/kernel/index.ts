@@ -12,6 +12,7 @@ export {
   mountImage,
   mountLayerVhd,
   startVhdxExport,
+  exportImagePath,
   mountSandboxVhdx,
   mountOverlay,
   unmount,

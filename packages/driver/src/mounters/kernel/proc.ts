@@ -15,9 +15,9 @@ export interface MountEntry {
   source: string;
 }
 
-/** The current mount table of this process's mount namespace. */
-export async function readMounts(): Promise<MountEntry[]> {
-  const text = await readFile("/proc/self/mountinfo", "utf8");
+/** The current mount table of this process's mount namespace, or of process `pid`'s. */
+export async function readMounts(pid?: number): Promise<MountEntry[]> {
+  const text = await readFile(`/proc/${pid ?? "self"}/mountinfo`, "utf8");
   const out: MountEntry[] = [];
   for (const line of text.split("\n")) {
     if (!line) continue;
@@ -31,9 +31,9 @@ export async function readMounts(): Promise<MountEntry[]> {
   return out;
 }
 
-/** True when something is mounted on `path` (an absolute, symlink-free path). */
-export async function isMountPoint(path: string): Promise<boolean> {
-  return (await readMounts()).some((m) => m.mountPoint === path);
+/** True when something is mounted on `path` (an absolute, symlink-free path), in our mount namespace or process `pid`'s. */
+export async function isMountPoint(path: string, pid?: number): Promise<boolean> {
+  return (await readMounts(pid)).some((m) => m.mountPoint === path);
 }
 
 /**

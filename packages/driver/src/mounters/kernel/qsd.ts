@@ -16,6 +16,43 @@ export interface QsdTools {
   timeoutMs: number;
   /** How long a daemon gets to exit after SIGTERM before SIGKILL (never 0: a clean exit flushes the VHDX). */
   waitMs: number;
+  /** Where daemons run, if not in our mount namespace (see `ExportNamespace`). */
+  exportNamespace?: ExportNamespace;
+}
+
+/**
+ * Another mount namespace for the daemons and their FUSE exports: that of process `pid`,
+ * entered with `nsenter`, whose files we reach through `/proc/<pid>/root`. For a caller that
+ * lives in a mount namespace of its own that dies with it (apps/guest under unshare): when such
+ * a namespace loses its last process, that process unmounts everything in it as it exits, and if
+ * it is a qemu-storage-daemon, the filesystem on a loop device on its own FUSE export waits for
+ * an answer only the exiting daemon could give. A deadlock that leaves the FUSE connection, the
+ * loop device and anything that scans loop devices stuck. A daemon outside the namespace is
+ * never the one to tear it down; the namespace's teardown then meets either a live daemon or
+ * an aborted connection.
+ */
+export interface ExportNamespace {
+  pid: number;
+  /** Path or name of `nsenter`. */
+  nsenter: string;
+}
+
+/**
+ * `file` (a path in the daemons' namespace) as seen from ours. Tools that canonicalize paths
+ * (losetup, mount -o loop) resolve `/proc/<pid>/root` to `/` and then look the rest up in our
+ * namespace, keeping the name as given only when that fails: so export files must live where
+ * our namespace has nothing of the same name (apps/guest puts them on a tmpfs private to the
+ * daemons' namespace).
+ */
+export function exportPath(tools: QsdTools, file: string): string {
+  return tools.exportNamespace ? `/proc/${tools.exportNamespace.pid}/root${file}` : file;
+}
+
+/** Runs `file args` in the daemons' mount namespace. */
+function runThere(tools: QsdTools, file: string, args: readonly string[]): ReturnType<typeof run> {
+  const ns = tools.exportNamespace;
+  if (!ns) return run(file, args, { timeoutMs: tools.timeoutMs });
+  return run(ns.nsenter, [`--mount=/proc/${ns.pid}/ns/mnt`, "--", file, ...args], { timeoutMs: tools.timeoutMs });
 }
 
 /** Where a daemon's export and pid file live; both are unique to one mount's work folder. */
@@ -57,11 +94,12 @@ function qemuValue(value: string): string {
 
 /** Starts the daemon exporting `paths.vhdx` onto `paths.exportFile`, and returns its pid. */
 export async function startExport(tools: QsdTools, paths: QsdPaths): Promise<number> {
-  // The FUSE export mounts over an existing regular file; an empty one is enough.
-  await writeFile(paths.exportFile, "");
+  // The FUSE export mounts over an existing regular file (in the daemons' namespace); an empty one is enough.
+  await writeFile(exportPath(tools, paths.exportFile), "");
   await rm(paths.pidFile, { force: true });
   const ro = paths.writable ? "" : ",read-only=on,force-share=on";
-  await run(
+  await runThere(
+    tools,
     tools.qemuStorageDaemon,
     [
       "--blockdev", `driver=file,node-name=f,filename=${qemuValue(paths.vhdx)}${ro}`,
@@ -70,7 +108,6 @@ export async function startExport(tools: QsdTools, paths: QsdPaths): Promise<num
       "--pidfile", qemuValue(paths.pidFile),
       "--daemonize",
     ],
-    { timeoutMs: tools.timeoutMs },
   );
   const pid = await readPidFile(paths.pidFile);
   if (pid === undefined) throw new DriverError("INTERNAL", `qemu-storage-daemon for ${paths.vhdx} started but wrote no pid to ${paths.pidFile}`);
@@ -137,8 +174,11 @@ export async function stopExport(tools: QsdTools, paths: QsdPaths, pid: number |
     // Never recorded (crash between start and pid file) or recorded wrongly: look it up by export path.
     ours.push(...(await findProcesses((args) => exportsTo(args, paths.exportFile))));
   }
-  if (paths.writable && ours.length > 0 && (await isMountPoint(paths.exportFile))) {
-    await flushExport(paths.exportFile).catch(() => {
+  const nsPid = tools.exportNamespace?.pid;
+  // The daemons' namespace may be gone (its holder died): then so is every export in it.
+  const exported = () => isMountPoint(paths.exportFile, nsPid).catch(() => false);
+  if (paths.writable && ours.length > 0 && (await exported())) {
+    await flushExport(exportPath(tools, paths.exportFile)).catch(() => {
       // A flush that fails (daemon wedged) must not keep us from stopping it; SIGTERM flushes too.
     });
   }
@@ -150,7 +190,7 @@ export async function stopExport(tools: QsdTools, paths: QsdPaths, pid: number |
     }
   }
   // A daemon that died without cleaning up leaves a dead FUSE mount ("transport endpoint is not connected").
-  if (await isMountPoint(paths.exportFile)) await run(tools.umount, ["--lazy", paths.exportFile], { timeoutMs: tools.timeoutMs });
-  await rm(paths.exportFile, { force: true });
+  if (await exported()) await runThere(tools, tools.umount, ["--lazy", paths.exportFile]);
+  await rm(exportPath(tools, paths.exportFile), { force: true });
   await rm(paths.pidFile, { force: true });
 }
