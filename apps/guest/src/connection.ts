@@ -74,10 +74,15 @@ export class BridgeConnection {
     });
   }
 
-  /** Stops reading requests (a shutdown is under way); responses of running handlers are dropped. */
+  /**
+   * Stops reading requests (a shutdown is under way): requests still waiting (for a disk to be
+   * attached, a process to exit) give up, so that they release what they hold, and responses of
+   * running handlers are dropped.
+   */
   stop(): void {
     this.#stopped = true;
     this.#socket.pause();
+    this.#abort.abort();
   }
 
   /** Closes the connection. */

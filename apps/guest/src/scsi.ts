@@ -16,6 +16,7 @@
 import { readFile, mkdir, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  exportImagePath,
   inspectDiskImage,
   mountImage,
   startVhdxExport,
@@ -231,17 +232,19 @@ export class ScsiBus {
   /** Starts a VHDX's export if it is not running; returns the raw image to mount (undefined: mount the file itself). */
   async #ensureDevice(disk: Disk): Promise<string | undefined> {
     if (disk.kind !== "vhdx") return undefined;
-    if (disk.device) return exportFileOf(disk.device);
-    const base = join(this.stateDir, "scsi", `${disk.controller}-${disk.lun}`);
+    const running = disk.device?.steps.find((s) => s.kind === "qsd");
+    if (running?.kind === "qsd") return exportImagePath(this.tools, running);
+    const name = `${disk.controller}-${disk.lun}`;
     const steps = new StepLog();
     disk.device = steps;
     try {
-      await startVhdxExport(this.tools, disk.file, { exportFile: `${base}.raw`, pidFile: `${base}.pid` }, !disk.readOnly, steps);
+      const where = { exportFile: join(this.stateDir, "exports", `${name}.raw`), pidFile: join(this.stateDir, "scsi", `${name}.pid`) };
+      const step = await startVhdxExport(this.tools, disk.file, where, !disk.readOnly, steps);
+      return exportImagePath(this.tools, step);
     } catch (err) {
       await this.#releaseDevice(disk, true).catch(() => {});
       throw err;
     }
-    return `${base}.raw`;
   }
 
   async #releaseDevice(disk: Disk, lazy: boolean): Promise<void> {

@@ -4,9 +4,9 @@
 // as the real GCS does. It stops on a Shutdown request, on SIGTERM/SIGINT, or when the host's
 // endpoint has refused every dial for 10 s; in each case it first releases every process,
 // union, mount, loop device and export it holds, in that order, then exits 0.
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { kernelTools } from "@lcow/driver/kernel";
@@ -45,6 +45,39 @@ async function isolate(log: Logger): Promise<void> {
   log.info("isolated", { dirs: ISOLATED_DIRS });
 }
 
+/**
+ * Starts the holder of the mount namespace qemu-storage-daemon runs in (`sleep infinity` under
+ * `unshare --mount`), made before anything is mounted so that it holds none of our mounts. The
+ * daemons must not live in our namespace: when it dies, its last process unmounts its
+ * filesystems, and a daemon unmounting a filesystem that stands on its own FUSE export waits for
+ * itself forever (see ExportNamespace in @lcow/driver's qsd.ts). The holder is in our pid
+ * namespace, so it dies with us; the daemons are reached through /proc/<holder>/root.
+ */
+async function startExportNamespace(exportsDir: string, log: Logger): Promise<ChildProcess> {
+  await mkdir(exportsDir, { recursive: true });
+  // The export files live on a tmpfs of the holder's namespace: in ours their names must not
+  // exist, or losetup and mount would resolve /proc/<holder>/root/<name> to our empty file
+  // (see exportPath in @lcow/driver's qsd.ts).
+  const holder = spawn("unshare", ["--mount", "--propagation", "private", "--", "sh", "-c", 'mount -t tmpfs -o mode=0700 tmpfs "$0" && exec sleep infinity', exportsDir], {
+    stdio: "ignore",
+  });
+  await new Promise<void>((resolve, reject) => {
+    holder.once("spawn", resolve);
+    holder.once("error", reject);
+  });
+  // Ready once its tmpfs is mounted (it then execs sleep).
+  const deadline = Date.now() + 5000;
+  while ((await readlink(`/proc/${holder.pid}/exe`).catch(() => "")).endsWith("/sleep") === false) {
+    if (holder.exitCode !== null || Date.now() > deadline) {
+      holder.kill("SIGKILL");
+      throw new Error(`unshare --mount (pid ${holder.pid}) did not make a mount namespace with ${exportsDir} for qemu-storage-daemon`);
+    }
+    await sleep(5);
+  }
+  log.info("export namespace ready", { holder: holder.pid });
+  return holder;
+}
+
 /** Dials until connected; undefined when `stopping()` or when every dial failed for HOST_GONE_MS. */
 async function dialBridge(endpoint: Endpoint, stopping: () => boolean, log: Logger): Promise<Socket | undefined> {
   let failingSince: number | undefined;
@@ -67,9 +100,13 @@ async function dialBridge(endpoint: Endpoint, stopping: () => boolean, log: Logg
 export async function serve(options: ServeOptions, mainScript: string): Promise<number> {
   const log = createLogger({ level: options.logLevel });
   log.info("starting", { pid: process.pid, bridge: describeEndpoint(options.bridge), isolated: options.isolated });
-  if (options.isolated) await isolate(log);
+  let holder: ChildProcess | undefined;
+  if (options.isolated) {
+    await isolate(log);
+    holder = await startExportNamespace(join(options.stateDir, "exports"), log);
+  }
   await mkdir(join(options.stateDir, "scsi"), { recursive: true });
-  const tools = kernelTools();
+  const tools = kernelTools({ exportNamespacePid: holder?.pid });
   const guest = new Guest(
     new ScsiBus(options.scsiDir, options.stateDir, tools, log.child({ part: "scsi" })),
     new Unions(options.stateDir, tools, log.child({ part: "layers" })),
@@ -94,6 +131,7 @@ export async function serve(options: ServeOptions, mainScript: string): Promise<
   }
   // The host is gone (or asked): nothing will use what we hold any more.
   await guest.shutdown("forced");
+  holder?.kill("SIGKILL");
   log.info("stopped");
   return 0;
 }

@@ -37,6 +37,11 @@ const disk = (mountPath: string, controller: number, lun: number, readOnly: bool
   RequestType: requestType,
   Settings: { MountPath: mountPath, Lun: lun, Controller: controller, ReadOnly: readOnly, Options: readOnly ? ["ro"] : [] },
 });
+/** Every loop device with its backing file, as losetup prints them. */
+function loopList(): string {
+  return execFileSync("losetup", ["--list", "--noheadings", "--output", "NAME,BACK-FILE"], { encoding: "utf8" });
+}
+
 /** True while a process whose command line holds `text` runs. */
 function pgrep(text: string): boolean {
   try {
@@ -90,11 +95,13 @@ describe("MappedVirtualDisk", () => {
     await guest.attach(0, 2, vhdx, false);
     await ok(disk("/run/mounts/scsi/m1", 0, 2, false));
     await writeFile(guest.hostPath("/run/mounts/scsi/m1/upper/written"), "kept\n");
-    // The FUSE export is mounted in the guest's namespace only; the host sees it through /proc.
-    const exportFile = guest.hostPath(join(guest.dir, "state", "scsi", "0-2.raw"));
-    expect(loopsOf(exportFile)).not.toBe("");
+    // The FUSE export lives in the guest's daemon namespace; the loop device names it by its path there.
+    const exportFile = join(guest.dir, "state", "exports", "0-2.raw");
+    expect(loopList()).toContain(exportFile);
+    expect(pgrep(exportFile)).toBe(true);
     await ok(disk("/run/mounts/scsi/m1", 0, 2, false, "Remove"));
-    expect(existsSync(exportFile)).toBe(false);
+    expect(loopList()).not.toContain(exportFile);
+    expect(pgrep(exportFile)).toBe(false);
     // Mounted again, read-only this time: the write is in the VHDX.
     await ok(disk("/run/mounts/scsi/m1", 0, 2, true));
     expect(await readFile(guest.hostPath("/run/mounts/scsi/m1/upper/written"), "utf8")).toBe("kept\n");
@@ -179,15 +186,26 @@ describe("CombinedLayers", () => {
 });
 
 describe("teardown", () => {
-  it("leaves no mount and no loop device when the guest is killed with a layer and a union mounted", async () => {
+  it("leaves no mount, loop device or daemon when the guest is killed with a layer, a written sandbox and a union mounted", async () => {
     const vhd = await layer("k", { k: "k\n" });
+    const vhdx = join(guest.dir, "host", "sandbox.vhdx");
+    await createSandbox(vhdx, { size: 64 << 20 });
     await guest.attach(0, 1, vhd, true);
+    await guest.attach(0, 2, vhdx, false);
     await ok(disk("/run/mounts/scsi/m1", 0, 1, true));
-    await ok({ ResourceType: "CombinedLayers", Settings: { ContainerRootPath: "/run/gcs/c/k/rootfs", Layers: [{ Path: "/run/mounts/scsi/m1" }] } });
-    expect(loopsOf(vhd)).not.toBe("");
+    await ok(disk("/run/mounts/scsi/m2", 0, 2, false));
+    await ok({ ResourceType: "CombinedLayers", Settings: { ContainerRootPath: "/run/gcs/c/k/rootfs", Layers: [{ Path: "/run/mounts/scsi/m1" }], ScratchPath: "/run/mounts/scsi/m2" } });
+    // Dirty data in the union's upper layer, so that the teardown must write through the export.
+    await writeFile(guest.hostPath("/run/gcs/c/k/rootfs/written"), Buffer.alloc(1 << 20, 1));
+    const exportFile = join(guest.dir, "state", "exports", "0-2.raw");
+    const loops = loopList;
+    expect(loops()).toContain(exportFile);
+    expect(pgrep(exportFile)).toBe(true);
+    // As a launcher that only kills unshare would: its --kill-child takes the guest down.
     guest.child.kill("SIGKILL");
     await guest.exited;
-    await eventually(() => loopsOf(vhd) === "", 10_000, "loop devices released");
+    await eventually(() => !loops().includes(exportFile) && loopsOf(vhd) === "", 10_000, "loop devices released");
+    await eventually(() => !pgrep(exportFile), 5000, "qemu-storage-daemon gone");
     const mounts = execFileSync("findmnt", ["-rn", "-o", "SOURCE,TARGET"], { encoding: "utf8" });
     expect(mounts).not.toContain(guest.dir);
   });

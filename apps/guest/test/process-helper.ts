@@ -31,7 +31,9 @@ export async function startProcess(guest: TestGuest, params: ProcessParameters, 
       for (const a of accepted) a?.then((s) => s.destroy(), () => {});
       throw Object.assign(new Error(`ExecuteProcess failed: ${String(r.body.ErrorMessage)}`), { response: r });
     }
-    const stdin = await accepted[0];
+    // The guest's dials have completed (it answered), but Node may not have accepted them yet:
+    // the listeners must stay open until it has, or the queued connections are dropped.
+    const [stdin] = await Promise.all(accepted);
     stdin?.on("error", () => {}); // EPIPE when the process exits without reading its input
     return { response: r, pid: r.body.ProcessId as number, stdin, stdout: outputs[1], stderr: outputs[2] };
   } finally {

@@ -5,18 +5,19 @@
 // writable layer does: P must be on an ext4 filesystem mounted from a loop device (as every
 // disk this guest mounts is); after a syncfs, so that what the kernel caches is on the device,
 // the loop device's backing file (a layer.vhd, a raw image, or a VHDX's FUSE export) is
-// exported from the directory's path inside that filesystem.
+// exported from the directory's path inside that filesystem (see backing.ts for finding it).
 import { execFile } from "node:child_process";
-import { readFile, realpath, stat } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { promisify } from "node:util";
 import { readMounts } from "@lcow/driver/kernel";
 import { exportImage } from "@lcow/vhd";
+import { loopBackingFile } from "./backing.js";
 import { ToolError } from "./errors.js";
 import type { ToolContext } from "./index.js";
 
 const run = promisify(execFile);
-/** Where sync(1) is looked for: the tool's own environment may be empty. */
+/** Where sync(1) and losetup(8) are looked for: the tool's own environment may be empty. */
 const TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 async function isDir(path: string): Promise<boolean> {
@@ -24,14 +25,6 @@ async function isDir(path: string): Promise<boolean> {
     (s) => s.isDirectory(),
     () => false,
   );
-}
-
-/** The loop device's backing file, or undefined for anything that is not a loop device. */
-async function backingFile(device: string): Promise<string | undefined> {
-  const m = /^\/dev\/(loop\d+)$/.exec(device);
-  if (!m) return undefined;
-  const text = await readFile(`/sys/block/${m[1]}/loop/backing_file`, "utf8").catch(() => undefined);
-  return text?.trim().replace(/ \(deleted\)$/, "");
 }
 
 export async function exportSandboxTool(tool: string, ctx: ToolContext): Promise<void> {
@@ -48,11 +41,12 @@ export async function exportSandboxTool(tool: string, ctx: ToolContext): Promise
     const above = m.mountPoint === "/" || dir === m.mountPoint || dir.startsWith(`${m.mountPoint}${sep}`);
     if (above && (!holder || m.mountPoint.length >= holder.mountPoint.length)) holder = m;
   }
-  const file = holder?.fsType === "ext4" ? await backingFile(holder.source) : undefined;
+  const env = { ...process.env, PATH: `${process.env.PATH ?? ""}:${TOOL_PATH}` };
+  const file = holder?.fsType === "ext4" ? await loopBackingFile(holder.source, env) : undefined;
   if (!holder || !file) {
     throw new ToolError(`${tool}: ${dir} is on ${holder ? `${holder.fsType} from ${holder.source}` : "no mount"}, not on an ext4 filesystem mounted from a loop device; only mounted disks can be exported`);
   }
-  await run("sync", ["-f", dir], { env: { ...process.env, PATH: `${process.env.PATH ?? ""}:${TOOL_PATH}` } }).catch((err: Error) => {
+  await run("sync", ["-f", dir], { env }).catch((err: Error) => {
     throw new ToolError(`${tool}: syncing ${dir}: ${err.message}`);
   });
   const inside = relative(holder.mountPoint, dir);
