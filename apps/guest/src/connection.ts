@@ -101,7 +101,10 @@ export class BridgeConnection {
       this.close();
       return;
     }
-    for (const frame of frames) void this.#handle(frame);
+    for (const frame of frames) {
+      // #handle answers every failure itself; this only catches a bug in answering.
+      this.#handle(frame).catch((err: unknown) => this.#log.error("answering a request failed", { type: hex(frame.type), id: frame.id, err }));
+    }
   }
 
   async #handle(frame: Frame): Promise<void> {

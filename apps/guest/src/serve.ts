@@ -6,13 +6,14 @@
 // union, mount, loop device and export it holds, in that order, then exits 0.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
-import { mkdir, readlink } from "node:fs/promises";
+import { mkdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { kernelTools } from "@lcow/driver/kernel";
 import type { ServeOptions } from "./args.js";
 import { BridgeConnection } from "./connection.js";
 import { describeEndpoint, dial, type Endpoint } from "./endpoint.js";
+import { GuestError } from "./errors.js";
 import { Guest } from "./guest.js";
 import { Unions } from "./layers.js";
 import { createLogger, type Logger } from "./log.js";
@@ -29,6 +30,30 @@ export const ISOLATED_DIRS = ["/run/mounts", "/run/gcs"] as const;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** The parent of `pid` ("self" or a number), as the /proc mounted now numbers it. */
+async function parentOf(pid: string | number): Promise<number | undefined> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const ppid = Number(/^PPid:\s*(\d+)$/m.exec(status)?.[1]);
+  return ppid > 0 ? ppid : undefined;
+}
+
+/**
+ * Refuses to shadow the host's own /run/mounts, /run/gcs and /proc: `--isolated` is for a guest
+ * that is the init of its own pid namespace and whose mount namespace is not its launcher's.
+ * The /proc mounted at this point is still the host's, which numbers processes (parents
+ * included) as the host does: our parent is unshare, in our new mount namespace; its parent is
+ * the launcher, in the host's.
+ */
+async function checkIsolated(): Promise<void> {
+  const parent = await parentOf("self");
+  const launcher = parent === undefined ? undefined : await parentOf(parent);
+  const ours = await readlink("/proc/self/ns/mnt");
+  const theirs = launcher === undefined ? undefined : await readlink(`/proc/${launcher}/ns/mnt`).catch(() => undefined);
+  if (process.pid !== 1 || theirs === undefined || theirs === ours) {
+    throw new GuestError("INVALID_ARGUMENT", "--isolated needs mount and pid namespaces of its own: run the guest under unshare --mount --pid --fork --propagation private");
+  }
+}
+
 /**
  * Makes the guest's namespaces look like a VM's (the launcher runs it under unshare --mount
  * --pid): a tmpfs on each well-known path, so what is made under them lives in this mount
@@ -37,6 +62,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * process there, and qemu-storage-daemon could not be told apart or waited for.
  */
 async function isolate(log: Logger): Promise<void> {
+  await checkIsolated();
   for (const dir of ISOLATED_DIRS) {
     await mkdir(dir, { recursive: true });
     await run("mount", ["-t", "tmpfs", "-o", "mode=0755", "tmpfs", dir]);

@@ -120,10 +120,25 @@ describe("exportSandbox", () => {
   });
 });
 
-describe("tool subcommand", () => {
+describe("command line", () => {
   it("exits 127 for an unknown tool, like a missing command", () => {
     const r = spawnSync(process.execPath, [guestMain, "tool", "remotefs"], { encoding: "utf8" });
     expect(r.status).toBe(127);
     expect(r.stderr).toMatch(/unknown tool "remotefs"/);
+  });
+
+  it("refuses --isolated outside namespaces of its own, before mounting anything", () => {
+    const mounts = () => execFileSync("findmnt", ["-rn", "-o", "TARGET"], { encoding: "utf8" });
+    const before = mounts();
+    const args = [guestMain, "serve", "--bridge", "unix:/nonexistent.sock", "--stdio", "unix:/nonexistent", "--scsi-dir", "/nonexistent", "--state-dir", join(guest.dir, "st"), "--isolated"];
+    for (const [file, argv] of [
+      [process.execPath, args],
+      ["unshare", ["--pid", "--fork", "--", process.execPath, ...args]],
+    ] as const) {
+      const r = spawnSync(file, argv, { encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/--isolated needs mount and pid namespaces of its own/);
+    }
+    expect(mounts()).toBe(before);
   });
 });
