@@ -177,7 +177,7 @@ export class TestGuest {
       ...(options.isolated ? ["--isolated"] : []),
     ];
     const [file, ...argv] = options.isolated
-      ? ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--", process.execPath, ...args]
+      ? ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "slave", "--", process.execPath, ...args]
       : [process.execPath, ...args];
     const child = spawn(file!, argv, { stdio: ["ignore", "ignore", "pipe"] });
     const guest = new TestGuest(dir, child, bridge, options.isolated ?? false);
