@@ -5,7 +5,7 @@
 // walk is bounded, so damaged images give a typed error naming the structure and offset.
 import { VhdError } from "../errors.js";
 import { decodeDirBlock, type Dirent } from "../format/dirent.js";
-import { decodeExtentNode, type Extent } from "../format/extent.js";
+import { decodeExtentNode, type Extent, type ExtentIndex } from "../format/extent.js";
 import { decodeGroupDesc, GROUP_DESC_SIZE, type GroupDesc } from "../format/group-desc.js";
 import { decodeDevice, decodeInode, FileMode, GOOD_OLD_INODE_SIZE, I_BLOCK_SIZE, InodeFlag, InodeNumber, type Inode } from "../format/inode.js";
 import { decodeSuperblock, IncompatFeature, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, type Superblock } from "../format/superblock.js";
@@ -62,6 +62,32 @@ export interface Ext4Node {
   type: number; // FileMode.S_IF*
 }
 
+/** An inode with everything a tree walk needs of it besides file data (see `Ext4Reader.entry`). */
+export interface Ext4Entry extends Ext4Node {
+  /** In-inode and block xattrs, without the inline-data carrier `system.data`. */
+  xattrs: Xattr[];
+  /** Symlinks: the target (raw bytes as a latin1 string). */
+  link?: string;
+  /** Regular files with inline data: the content. */
+  inline?: Uint8Array;
+  /** Other regular files: where the data is (see `dataRuns`). */
+  runs?: DataRun[];
+}
+
+/** A read a walk over metadata needs: `length` bytes at disk offset `position`. */
+interface MetaRead {
+  position: number;
+  length: number;
+}
+
+/**
+ * A walk over on-disk structures (extent trees, block maps, directories, xattr blocks), written
+ * once for both kinds of caller: it yields each metadata read it needs and is resumed with the
+ * bytes (read-only; possibly the cache's own), by `run` (awaiting each read) or `runSync` (for
+ * sources that read synchronously, where a promise per read would cost more than the read).
+ */
+type Walk<T> = Generator<MetaRead, T, Uint8Array>;
+
 export class Ext4Reader {
   readonly blockSize: number;
   readonly groups: number;
@@ -70,7 +96,7 @@ export class Ext4Reader {
 
   private constructor(
     /** Metadata reads (inode tables, directories, extent and xattr blocks) go through a cache. */
-    readonly source: BlockSource,
+    private readonly cache: CachedSource,
     /** File data is read straight from the disk: it is read once, and rarely near other data. */
     private readonly disk: BlockSource,
     readonly superblock: Superblock,
@@ -82,6 +108,19 @@ export class Ext4Reader {
     this.inodeSize = superblock.revLevel === 0 ? GOOD_OLD_INODE_SIZE : superblock.inodeSize;
     this.groups = descs.length;
     this.descs = descs;
+  }
+
+  /** The metadata cache over the disk, as a block source. */
+  get source(): BlockSource {
+    return this.cache;
+  }
+
+  /**
+   * True when the disk reads synchronously (a raw image or fixed VHD file): then the `...Sync`
+   * methods can be used, which walk metadata without a promise per read.
+   */
+  get canReadSync(): boolean {
+    return this.cache.sync && this.disk.readSync !== undefined;
   }
 
   /**
@@ -163,13 +202,34 @@ export class Ext4Reader {
 
   /** Reads and decodes inode `ino`. */
   async readInode(ino: number): Promise<Inode> {
+    const offset = this.inodeOffset(ino);
+    // A copy, not a view of the cache: callers may keep inodes (and their i_block) for long.
+    const bytes = new Uint8Array(this.inodeSize);
+    await this.cache.read(bytes, offset);
+    return this.decodeInodeAt(ino, bytes, offset);
+  }
+
+  /**
+   * `readInode`, synchronously (only when `canReadSync`). The inode's `block` and `xattrArea`
+   * are views of the metadata cache, not copies: read-only, and keeping them keeps a whole cache
+   * chunk in memory.
+   */
+  readInodeSync(ino: number): Inode {
+    const offset = this.inodeOffset(ino);
+    return this.decodeInodeAt(ino, this.cache.viewSync(offset, this.inodeSize), offset);
+  }
+
+  /** Disk offset of inode `ino` in its group's inode table. */
+  private inodeOffset(ino: number): number {
     const sb = this.superblock;
-    if (ino < 1 || ino > sb.inodesCount) throw new VhdError("FORMAT_INVALID", `ext4: inode ${ino} is outside 1..${sb.inodesCount}`);
+    if (!(ino >= 1 && ino <= sb.inodesCount)) throw new VhdError("FORMAT_INVALID", `ext4: inode ${ino} is outside 1..${sb.inodesCount}`);
     const group = Math.floor((ino - 1) / sb.inodesPerGroup);
     const index = (ino - 1) % sb.inodesPerGroup;
-    const offset = this.groupDesc(group).inodeTable * this.blockSize + index * this.inodeSize;
-    const bytes = new Uint8Array(this.inodeSize);
-    await this.source.read(bytes, offset);
+    return this.groupDesc(group).inodeTable * this.blockSize + index * this.inodeSize;
+  }
+
+  /** Decodes and checks inode `ino` from its bytes (read at disk offset `offset`). */
+  private decodeInodeAt(ino: number, bytes: Uint8Array, offset: number): Inode {
     const inode = decodeInode(bytes, 0, this.inodeSize, true);
     if (this.csumSeed !== undefined) {
       const want = inodeChecksum(inodeChecksumSeed(this.csumSeed, ino, inode.generation), bytes, this.inodeSize);
@@ -183,86 +243,183 @@ export class Ext4Reader {
     return inode;
   }
 
+  /** Runs a walk, awaiting each read it asks for. */
+  private async run<T>(walk: Walk<T>): Promise<T> {
+    let step = walk.next();
+    while (!step.done) step = walk.next(await this.cache.view(step.value.position, step.value.length));
+    return step.value;
+  }
+
+  /** Runs a walk with synchronous reads (only when `canReadSync`). */
+  private runSync<T>(walk: Walk<T>): T {
+    let step = walk.next();
+    while (!step.done) step = walk.next(this.cache.viewSync(step.value.position, step.value.length));
+    return step.value;
+  }
+
+  /** A walk step: `length` bytes of metadata at `position`, which must lie in the filesystem. */
+  private *meta(position: number, length: number): Walk<Uint8Array> {
+    this.checkRange(position, length);
+    return yield { position, length };
+  }
+
+  private checkRange(diskOffset: number, length: number): void {
+    if (diskOffset + length > this.superblock.blocksCount * this.blockSize) {
+      throw new VhdError("FORMAT_INVALID", `ext4: read of ${length} bytes at ${diskOffset} runs past the filesystem`, { offset: diskOffset });
+    }
+  }
+
+  /**
+   * Inode `ino` with its xattrs, symlink target and data runs (or inline content): what a tree
+   * walk needs of an entry besides file data.
+   */
+  async entry(ino: number): Promise<Ext4Entry> {
+    const inode = await this.readInode(ino);
+    return this.entryFromInode(ino, inode) ?? this.run(this.entryWalk(ino, inode));
+  }
+
+  /** `entry`, synchronously (only when `canReadSync`); the inode is a view, as in `readInodeSync`. */
+  entrySync(ino: number): Ext4Entry {
+    const inode = this.readInodeSync(ino);
+    return this.entryFromInode(ino, inode) ?? this.runSync(this.entryWalk(ino, inode));
+  }
+
+  /**
+   * `entry` when the inode holds all of it (most entries: no xattr block, a fast symlink, an
+   * extent tree all in i_block), else undefined. Plain code rather than a walk: a walk's
+   * generators cost more allocation than everything else about an entry.
+   */
+  private entryFromInode(ino: number, inode: Inode): Ext4Entry | undefined {
+    if (inode.fileAcl !== 0) return undefined;
+    const type = inode.mode & FileMode.S_IFMT;
+    const all = decodeInodeXattrs(inode.xattrArea);
+    let link: string | undefined;
+    let runs: DataRun[] | undefined;
+    if (type === FileMode.S_IFLNK) {
+      if (!isFastSymlink(inode)) return undefined;
+      link = latin1(inode.block.subarray(0, inode.size));
+    } else if (type === FileMode.S_IFREG && !(inode.flags & InodeFlag.INLINE_DATA)) {
+      if (!(inode.flags & InodeFlag.EXTENTS)) return undefined;
+      const extents: Extent[] = [];
+      if (this.extentNode(ino, inode.block, this.extentDepth(ino, inode), -1, extents)) return undefined;
+      const list = new RunList(this.blockSize);
+      for (const e of extents) list.add(e.logical, e.physical, e.len);
+      runs = list.clip(inode.size);
+    }
+    const entry: Ext4Entry = { ino, inode, type, xattrs: all.length === 0 ? all : all.filter((x) => x.name !== "system.data") };
+    if (link !== undefined) entry.link = link;
+    else if (runs) entry.runs = runs;
+    else if (type === FileMode.S_IFREG) entry.inline = this.inlineFrom(inode, all);
+    return entry;
+  }
+
+  private *entryWalk(ino: number, inode: Inode): Walk<Ext4Entry> {
+    const type = inode.mode & FileMode.S_IFMT;
+    const all = yield* this.xattrsWalk(ino, inode);
+    const entry: Ext4Entry = { ino, inode, type, xattrs: all.length === 0 ? all : all.filter((x) => x.name !== "system.data") };
+    if (type === FileMode.S_IFLNK) entry.link = yield* this.readLinkWalk(ino, inode);
+    else if (type === FileMode.S_IFREG) {
+      if (inode.flags & InodeFlag.INLINE_DATA) entry.inline = this.inlineFrom(inode, all);
+      else entry.runs = yield* this.dataRunsWalk(ino, inode);
+    }
+    return entry;
+  }
+
   /**
    * The file's data as runs in logical order (holes are gaps between runs; unwritten extents
    * count as holes). Works for extent-mapped and block-mapped (ext2/3) inodes.
    */
   async dataRuns(ino: number, inode: Inode): Promise<DataRun[]> {
+    return this.run(this.dataRunsWalk(ino, inode));
+  }
+
+  /** `dataRuns`, synchronously (only when `canReadSync`). */
+  dataRunsSync(ino: number, inode: Inode): DataRun[] {
+    return this.runSync(this.dataRunsWalk(ino, inode));
+  }
+
+  private *dataRunsWalk(ino: number, inode: Inode): Walk<DataRun[]> {
     if (inode.flags & InodeFlag.INLINE_DATA) return [];
-    const runs: DataRun[] = [];
-    const bs = this.blockSize;
-    const push = (logical: number, physical: number, count: number) => {
-      const last = runs[runs.length - 1];
-      const offset = logical * bs;
-      const diskOffset = physical * bs;
-      if (last && last.offset + last.length === offset && last.diskOffset + last.length === diskOffset) last.length += count * bs;
-      else runs.push({ offset, length: count * bs, diskOffset });
-    };
+    const runs = new RunList(this.blockSize);
     if (inode.flags & InodeFlag.EXTENTS) {
-      for (const e of await this.extents(ino, inode)) push(e.logical, e.physical, e.len);
+      for (const e of yield* this.extentsWalk(ino, inode)) runs.add(e.logical, e.physical, e.len);
     } else {
-      await this.blockMap(ino, inode, push);
+      yield* this.blockMapWalk(ino, inode, runs);
     }
-    // Clip to the file size: the last block is only partly the file's.
-    const out: DataRun[] = [];
-    for (const r of runs) {
-      if (r.offset >= inode.size) break;
-      out.push({ ...r, length: Math.min(r.length, inode.size - r.offset) });
-    }
-    return out;
+    return runs.clip(inode.size);
   }
 
   /** The initialized extents of an extent-mapped inode, in logical order, validated. */
   async extents(ino: number, inode: Inode): Promise<Extent[]> {
+    return this.run(this.extentsWalk(ino, inode));
+  }
+
+  private *extentsWalk(ino: number, inode: Inode): Walk<Extent[]> {
     const out: Extent[] = [];
-    const seen = new Set<number>();
-    const blocks = this.superblock.blocksCount;
-    const where = `ext4 inode ${ino}: extent tree`;
-    const walk = async (node: Uint8Array, depth: number, at: number): Promise<void> => {
-      const decoded = (() => {
-        try {
-          return decodeExtentNode(node, 0, node.length);
-        } catch (err) {
-          throw new VhdError("FORMAT_INVALID", `${where} node at offset ${at}: ${(err as Error).message}`, { offset: at, cause: err });
-        }
-      })();
-      if (decoded.header.depth !== depth) {
-        throw new VhdError("FORMAT_INVALID", `${where} node at offset ${at}: depth ${decoded.header.depth}, expected ${depth}`, { offset: at });
-      }
-      if (decoded.leaf) {
-        for (const e of decoded.extents) {
-          // ee_len above 32768 marks an unwritten (preallocated) extent: it reads as zeros.
-          const len = e.len > 32768 ? e.len - 32768 : e.len;
-          if (e.physical + len > blocks || e.physical === 0) {
-            throw new VhdError("FORMAT_INVALID", `${where}: extent ${e.logical}+${len} -> block ${e.physical} is outside the filesystem`, { offset: at });
-          }
-          const last = out[out.length - 1];
-          if (last && e.logical < last.logical + last.len) {
-            throw new VhdError("FORMAT_INVALID", `${where}: extents overlap or are out of order at logical block ${e.logical}`, { offset: at });
-          }
-          if (e.len <= 32768) out.push({ logical: e.logical, len, physical: e.physical });
-        }
-        return;
-      }
-      for (const idx of decoded.indexes) {
-        if (idx.child === 0 || idx.child >= blocks) {
-          throw new VhdError("FORMAT_INVALID", `${where}: index points at block ${idx.child}, outside the filesystem`, { offset: at });
-        }
-        if (seen.has(idx.child)) throw new VhdError("FORMAT_INVALID", `${where}: block ${idx.child} appears twice (a loop)`, { offset: at });
-        seen.add(idx.child);
-        const child = new Uint8Array(this.blockSize);
-        await this.source.read(child, idx.child * this.blockSize);
-        await walk(child, depth - 1, idx.child * this.blockSize);
-      }
-    };
-    const rootDepth = new DataView(inode.block.buffer, inode.block.byteOffset).getUint16(6, true);
-    if (rootDepth > MAX_EXTENT_DEPTH) throw new VhdError("FORMAT_INVALID", `${where}: depth ${rootDepth} exceeds ${MAX_EXTENT_DEPTH}`);
-    await walk(inode.block, rootDepth, -1);
+    const rootDepth = this.extentDepth(ino, inode);
+    const indexes = this.extentNode(ino, inode.block, rootDepth, -1, out);
+    // Index blocks seen, to refuse loops.
+    if (indexes) yield* this.extentChildrenWalk(ino, indexes, rootDepth - 1, -1, out, new Set());
     return out;
   }
 
+  /** Depth of an extent tree, from its root in i_block. */
+  private extentDepth(ino: number, inode: Inode): number {
+    const depth = inode.block[6]! | (inode.block[7]! << 8); // eh_depth, little-endian
+    if (depth > MAX_EXTENT_DEPTH) throw new VhdError("FORMAT_INVALID", `ext4 inode ${ino}: extent tree: depth ${depth} exceeds ${MAX_EXTENT_DEPTH}`);
+    return depth;
+  }
+
+  /**
+   * Decodes and checks one node of an extent tree (the root is i_block, at offset -1): a leaf's
+   * extents go to `out`; an index node's entries are returned, for the caller to read.
+   */
+  private extentNode(ino: number, node: Uint8Array, depth: number, at: number, out: Extent[]): ExtentIndex[] | undefined {
+    let decoded: ReturnType<typeof decodeExtentNode>;
+    try {
+      decoded = decodeExtentNode(node, 0, node.length);
+    } catch (err) {
+      throw new VhdError("FORMAT_INVALID", `${extentWhere(ino)} node at offset ${at}: ${(err as Error).message}`, { offset: at, cause: err });
+    }
+    if (decoded.header.depth !== depth) {
+      throw new VhdError("FORMAT_INVALID", `${extentWhere(ino)} node at offset ${at}: depth ${decoded.header.depth}, expected ${depth}`, { offset: at });
+    }
+    if (!decoded.leaf) return decoded.indexes;
+    const blocks = this.superblock.blocksCount;
+    for (const e of decoded.extents) {
+      // ee_len above 32768 marks an unwritten (preallocated) extent: it reads as zeros.
+      const len = e.len > 32768 ? e.len - 32768 : e.len;
+      if (e.physical + len > blocks || e.physical === 0) {
+        throw new VhdError("FORMAT_INVALID", `${extentWhere(ino)}: extent ${e.logical}+${len} -> block ${e.physical} is outside the filesystem`, { offset: at });
+      }
+      const last = out[out.length - 1];
+      if (last && e.logical < last.logical + last.len) {
+        throw new VhdError("FORMAT_INVALID", `${extentWhere(ino)}: extents overlap or are out of order at logical block ${e.logical}`, { offset: at });
+      }
+      if (e.len <= 32768) out.push({ logical: e.logical, len, physical: e.physical });
+    }
+    return undefined;
+  }
+
+  /** The subtrees under an index node (at disk offset `at`), read and decoded in order. */
+  private *extentChildrenWalk(ino: number, indexes: ExtentIndex[], depth: number, at: number, out: Extent[], seen: Set<number>): Walk<void> {
+    const where = `ext4 inode ${ino}: extent tree`;
+    for (const idx of indexes) {
+      if (idx.child === 0 || idx.child >= this.superblock.blocksCount) {
+        throw new VhdError("FORMAT_INVALID", `${where}: index points at block ${idx.child}, outside the filesystem`, { offset: at });
+      }
+      if (seen.has(idx.child)) throw new VhdError("FORMAT_INVALID", `${where}: block ${idx.child} appears twice (a loop)`, { offset: at });
+      seen.add(idx.child);
+      const childAt = idx.child * this.blockSize;
+      const child = yield* this.meta(childAt, this.blockSize);
+      const below = this.extentNode(ino, child, depth, childAt, out);
+      if (below) yield* this.extentChildrenWalk(ino, below, depth - 1, childAt, out, seen);
+    }
+  }
+
   /** Walks ext2/3 block maps: 12 direct blocks, then single, double and triple indirect blocks. */
-  private async blockMap(ino: number, inode: Inode, push: (logical: number, physical: number, count: number) => void): Promise<void> {
+  private *blockMapWalk(ino: number, inode: Inode, runs: RunList): Walk<void> {
+    const push = (logical: number, physical: number, count: number) => runs.add(logical, physical, count);
     const v = new DataView(inode.block.buffer, inode.block.byteOffset, I_BLOCK_SIZE);
     const perBlock = this.blockSize / 4;
     const limit = Math.ceil(inode.size / this.blockSize);
@@ -277,30 +434,38 @@ export class Ext4Reader {
         push(i, b, 1);
       }
     }
-    let logical = 12;
-    const walk = async (block: number, level: number): Promise<void> => {
-      if (block === 0) {
-        logical += perBlock ** level;
-        return;
-      }
-      check(block, "indirect");
-      const bytes = new Uint8Array(this.blockSize);
-      await this.source.read(bytes, block * this.blockSize);
-      const bv = new DataView(bytes.buffer);
-      for (let i = 0; i < perBlock && logical < limit; i++) {
-        const b = bv.getUint32(i * 4, true);
-        if (level === 1) {
-          if (b !== 0) {
-            check(b, "data");
-            push(logical, b, 1);
-          }
-          logical++;
-        } else {
-          await walk(b, level - 1);
+    const state = { logical: 12 };
+    for (let level = 1; level <= 3 && state.logical < limit; level++) {
+      yield* this.indirectWalk(v.getUint32((11 + level) * 4, true), level, { perBlock, limit, state, check, push });
+    }
+  }
+
+  /** One indirect block of a block map, `level` levels above the data blocks. */
+  private *indirectWalk(
+    block: number,
+    level: number,
+    ctx: { perBlock: number; limit: number; state: { logical: number }; check: (b: number, what: string) => void; push: (logical: number, physical: number, count: number) => void },
+  ): Walk<void> {
+    const { perBlock, limit, state, check, push } = ctx;
+    if (block === 0) {
+      state.logical += perBlock ** level;
+      return;
+    }
+    check(block, "indirect");
+    const bytes = yield* this.meta(block * this.blockSize, this.blockSize);
+    const bv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < perBlock && state.logical < limit; i++) {
+      const b = bv.getUint32(i * 4, true);
+      if (level === 1) {
+        if (b !== 0) {
+          check(b, "data");
+          push(state.logical, b, 1);
         }
+        state.logical++;
+      } else {
+        yield* this.indirectWalk(b, level - 1, ctx);
       }
-    };
-    for (let level = 1; level <= 3 && logical < limit; level++) await walk(v.getUint32((11 + level) * 4, true), level);
+    }
   }
 
   /**
@@ -308,15 +473,24 @@ export class Ext4Reader {
    * File data goes straight to the disk; `metadata` reads go through the cache.
    */
   async readDisk(buffer: Uint8Array, diskOffset: number, metadata = false): Promise<void> {
-    if (diskOffset + buffer.length > this.superblock.blocksCount * this.blockSize) {
-      throw new VhdError("FORMAT_INVALID", `ext4: read of ${buffer.length} bytes at ${diskOffset} runs past the filesystem`, { offset: diskOffset });
-    }
-    await (metadata ? this.source : this.disk).read(buffer, diskOffset);
+    this.checkRange(diskOffset, buffer.length);
+    await (metadata ? this.cache : this.disk).read(buffer, diskOffset);
+  }
+
+  /** `readDisk` of file data, synchronously (only when `canReadSync`). */
+  readDiskSync(buffer: Uint8Array, diskOffset: number): void {
+    this.checkRange(diskOffset, buffer.length);
+    this.disk.readSync!(buffer, diskOffset);
   }
 
   /** The inline data of an inode: i_block then the `system.data` xattr. */
   async inlineData(ino: number, inode: Inode): Promise<Uint8Array> {
-    const extra = (await this.xattrs(ino, inode, true)).find((x) => x.name === "system.data")?.value ?? new Uint8Array(0);
+    return this.inlineFrom(inode, await this.run(this.xattrsWalk(ino, inode)));
+  }
+
+  /** The inline data of `inode`, given all its xattrs. */
+  private inlineFrom(inode: Inode, xattrs: Xattr[]): Uint8Array {
+    const extra = xattrs.find((x) => x.name === "system.data")?.value ?? new Uint8Array(0);
     const out = new Uint8Array(Math.min(inode.size, I_BLOCK_SIZE + extra.length));
     out.set(inode.block.subarray(0, Math.min(out.length, I_BLOCK_SIZE)));
     if (out.length > I_BLOCK_SIZE) out.set(extra.subarray(0, out.length - I_BLOCK_SIZE), I_BLOCK_SIZE);
@@ -325,26 +499,43 @@ export class Ext4Reader {
 
   /** All of a small file's (or directory's) content in memory; for directories and symlinks. */
   async readAll(ino: number, inode: Inode, max = 256 << 20): Promise<Uint8Array> {
+    return this.run(this.readAllWalk(ino, inode, max));
+  }
+
+  private *readAllWalk(ino: number, inode: Inode, max: number): Walk<Uint8Array> {
     if (inode.size > max) throw new VhdError("FORMAT_INVALID", `ext4 inode ${ino}: ${inode.size} bytes is more than ${max} for a directory or link`);
-    if (inode.flags & InodeFlag.INLINE_DATA) return this.inlineData(ino, inode);
+    if (inode.flags & InodeFlag.INLINE_DATA) return this.inlineFrom(inode, yield* this.xattrsWalk(ino, inode));
     const out = new Uint8Array(inode.size);
-    for (const r of await this.dataRuns(ino, inode)) await this.readDisk(out.subarray(r.offset, r.offset + r.length), r.diskOffset);
+    // Through the metadata cache: these are directory and symlink blocks.
+    for (const r of yield* this.dataRunsWalk(ino, inode)) out.set(yield* this.meta(r.diskOffset, r.length), r.offset);
     return out;
   }
 
   /** A symlink's target (fast symlinks live in i_block). */
   async readLink(ino: number, inode: Inode): Promise<string> {
-    const fast = !(inode.flags & (InodeFlag.EXTENTS | InodeFlag.INLINE_DATA)) && inode.size < I_BLOCK_SIZE && (inode.blocks === 0 || inode.fileAcl !== 0);
-    const bytes = fast ? inode.block.subarray(0, inode.size) : await this.readAll(ino, inode, 4096);
-    return Buffer.from(bytes).toString("latin1");
+    return this.run(this.readLinkWalk(ino, inode));
+  }
+
+  private *readLinkWalk(ino: number, inode: Inode): Walk<string> {
+    const bytes = isFastSymlink(inode) ? inode.block.subarray(0, inode.size) : yield* this.readAllWalk(ino, inode, 4096);
+    return latin1(bytes);
   }
 
   /** A directory's entries except `.` and `..`, in on-disk order. */
   async readDir(ino: number, inode: Inode): Promise<DirEntry[]> {
+    return this.run(this.readDirWalk(ino, inode));
+  }
+
+  /** `readDir`, synchronously (only when `canReadSync`). */
+  readDirSync(ino: number, inode: Inode): DirEntry[] {
+    return this.runSync(this.readDirWalk(ino, inode));
+  }
+
+  private *readDirWalk(ino: number, inode: Inode): Walk<DirEntry[]> {
     const out: DirEntry[] = [];
     const add = (list: Dirent[]) => {
       for (const d of list) {
-        const name = Buffer.from(d.name).toString("latin1");
+        const name = latin1(d.name);
         if (name === "." || name === "..") continue;
         if (d.inode > this.superblock.inodesCount) {
           throw new VhdError("FORMAT_INVALID", `ext4 directory inode ${ino}: entry ${JSON.stringify(name)} points at inode ${d.inode}, outside the filesystem`);
@@ -355,16 +546,15 @@ export class Ext4Reader {
     if (inode.flags & InodeFlag.INLINE_DATA) {
       // Inline directories: the parent's inode number, then entries in the rest of i_block
       // and in system.data.
-      const data = await this.inlineData(ino, inode);
+      const data = this.inlineFrom(inode, yield* this.xattrsWalk(ino, inode));
       add(decodeDirBlock(data.subarray(4, Math.min(data.length, I_BLOCK_SIZE))));
       if (data.length > I_BLOCK_SIZE) add(decodeDirBlock(data.subarray(I_BLOCK_SIZE)));
       return out;
     }
-    const runs = await this.dataRuns(ino, inode);
+    const runs = yield* this.dataRunsWalk(ino, inode);
     for (const r of runs) {
       for (let at = 0; at < r.length; at += this.blockSize) {
-        const block = new Uint8Array(this.blockSize);
-        await this.readDisk(block, r.diskOffset + at, true);
+        const block = yield* this.meta(r.diskOffset + at, this.blockSize);
         try {
           add(decodeDirBlock(block, r.diskOffset + at));
         } catch (err) {
@@ -377,20 +567,25 @@ export class Ext4Reader {
 
   /** In-inode and block xattrs. `withSystemData` keeps the inline-data carrier attribute. */
   async xattrs(ino: number, inode: Inode, withSystemData = false): Promise<Xattr[]> {
-    const out = [...decodeInodeXattrs(inode.xattrArea)];
+    const all = await this.run(this.xattrsWalk(ino, inode));
+    return withSystemData ? all : all.filter((x) => x.name !== "system.data");
+  }
+
+  /** All in-inode and block xattrs, `system.data` included. */
+  private *xattrsWalk(ino: number, inode: Inode): Walk<Xattr[]> {
+    const out = decodeInodeXattrs(inode.xattrArea);
     if (inode.fileAcl !== 0) {
       if (inode.fileAcl >= this.superblock.blocksCount) {
         throw new VhdError("FORMAT_INVALID", `ext4 inode ${ino}: xattr block ${inode.fileAcl} is outside the filesystem`);
       }
-      const block = new Uint8Array(this.blockSize);
-      await this.source.read(block, inode.fileAcl * this.blockSize);
+      const block = yield { position: inode.fileAcl * this.blockSize, length: this.blockSize };
       try {
         out.push(...decodeXattrBlock(block).attrs);
       } catch (err) {
         throw new VhdError("FORMAT_INVALID", `ext4 inode ${ino}: ${(err as Error).message}`, { offset: inode.fileAcl * this.blockSize, cause: err });
       }
     }
-    return withSystemData ? out : out.filter((x) => x.name !== "system.data");
+    return out;
   }
 
   /** Device numbers of a character or block device inode. */
@@ -414,5 +609,50 @@ export class Ext4Reader {
       ino = hit.ino;
     }
     return ino;
+  }
+}
+
+/** Raw name bytes as a latin1 string (one char per byte). */
+function latin1(bytes: Uint8Array): string {
+  // fromCharCode is several times cheaper than a Buffer and toString for short names (the
+  // walk decodes one per entry); long ones go through Buffer, clear of argument-count limits.
+  if (bytes.length <= 1024) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+}
+
+/** What extent-tree errors name (built only for an error: the walk decodes a tree per file). */
+function extentWhere(ino: number): string {
+  return `ext4 inode ${ino}: extent tree`;
+}
+
+/** A symlink whose target lives in i_block (shorter than 60 bytes, no data block). */
+function isFastSymlink(inode: Inode): boolean {
+  return !(inode.flags & (InodeFlag.EXTENTS | InodeFlag.INLINE_DATA)) && inode.size < I_BLOCK_SIZE && (inode.blocks === 0 || inode.fileAcl !== 0);
+}
+
+/** A file's data runs, built from block ranges in logical order: touching ranges merge. */
+class RunList {
+  private readonly runs: DataRun[] = [];
+
+  constructor(private readonly blockSize: number) {}
+
+  add(logical: number, physical: number, count: number): void {
+    const last = this.runs[this.runs.length - 1];
+    const offset = logical * this.blockSize;
+    const diskOffset = physical * this.blockSize;
+    if (last && last.offset + last.length === offset && last.diskOffset + last.length === diskOffset) last.length += count * this.blockSize;
+    else this.runs.push({ offset, length: count * this.blockSize, diskOffset });
+  }
+
+  /** The runs, clipped to a file of `size` bytes (its last block is only partly the file's). */
+  clip(size: number): DataRun[] {
+    const runs = this.runs;
+    let n = 0;
+    while (n < runs.length && runs[n]!.offset < size) {
+      const r = runs[n++]!;
+      r.length = Math.min(r.length, size - r.offset);
+    }
+    runs.length = n;
+    return runs;
   }
 }

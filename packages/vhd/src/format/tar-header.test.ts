@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { decodeNumeric, decodeTarHeader, encodeTarHeader } from "./tar-header.js";
+import { decodeNumeric, decodeTarHeader, encodeTarHeader, encodeTarHeaderInto } from "./tar-header.js";
 
 function numeric(bytes: number[] | string, length = 12): number {
   const field = new Uint8Array(length);
@@ -39,6 +39,15 @@ describe("tar header", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("encodes in place over whatever the block held, as encodeTarHeader does in a fresh one", () => {
+    const h = { name: "usr/bin/tool", mode: 0o755, uid: 1000, gid: 5, size: 4097, mtime: 1_600_000_000, typeflag: "0", linkname: "" };
+    const out = new Uint8Array(3 * 512).fill(0xa5); // a recycled output buffer
+    encodeTarHeaderInto(out.subarray(512), h);
+    expect(out.subarray(512, 1024)).toEqual(encodeTarHeader(h));
+    expect(out[511]).toBe(0xa5);
+    expect(out[1024]).toBe(0xa5); // nothing past the block
   });
 
   it("rejects a checksum mismatch naming the offset and the entry", () => {

@@ -220,9 +220,22 @@ function writeOctal(block: Uint8Array, value: number, offset: number, length: nu
   if (v > 0) throw new RangeError(`tar field of ${length} bytes cannot hold ${value} in octal`);
 }
 
+/** What `encodeTarHeader` needs of a header. */
+export type TarHeaderFields = Pick<TarHeader, "name" | "mode" | "uid" | "gid" | "size" | "mtime" | "typeflag" | "linkname"> & Partial<TarHeader>;
+
 /** Encodes a ustar header (for tests and the built-in sample); PAX records are the caller's job. */
-export function encodeTarHeader(h: Pick<TarHeader, "name" | "mode" | "uid" | "gid" | "size" | "mtime" | "typeflag" | "linkname"> & Partial<TarHeader>): Uint8Array {
+export function encodeTarHeader(h: TarHeaderFields): Uint8Array {
   const block = new Uint8Array(TAR_BLOCK_SIZE);
+  encodeTarHeaderInto(block, h);
+  return block;
+}
+
+/**
+ * `encodeTarHeader` into the first 512 bytes of `block`, which may hold anything before (they
+ * are zeroed first): an exporter encodes each header straight into its output buffer.
+ */
+export function encodeTarHeaderInto(block: Uint8Array, h: TarHeaderFields): void {
+  block.fill(0, 0, TAR_BLOCK_SIZE);
   writeString(block, h.name, 0, 100);
   writeOctal(block, h.mode, 100, 8);
   writeOctal(block, h.uid, 108, 8);
@@ -241,5 +254,4 @@ export function encodeTarHeader(h: Pick<TarHeader, "name" | "mode" | "uid" | "gi
   writeOctal(block, unsigned, 148, 7); // six digits, then NUL and space as GNU tar writes it
   block[154] = 0;
   block[155] = 0x20;
-  return block;
 }

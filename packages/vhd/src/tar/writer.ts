@@ -3,7 +3,7 @@
 // times, xattrs), and GNU sparse format 1.0 for files with holes, which GNU tar and bsdtar
 // restore as holes.
 import { encodePaxRecords, type PaxRecord } from "../format/pax.js";
-import { encodeTarHeader, TAR_BLOCK_SIZE, type SparseRegion } from "../format/tar-header.js";
+import { encodeTarHeaderInto, TAR_BLOCK_SIZE, type SparseRegion } from "../format/tar-header.js";
 import type { Xattr } from "../format/xattr.js";
 
 export type TarWriteType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
@@ -46,14 +46,43 @@ export function formatPaxTime(t: { sec: number; nsec: number }): string {
   return `${whole}.${String(frac).padStart(9, "0").replace(/0+$/, "")}`;
 }
 
+/** Where `writeEntryHeader` puts the header blocks. */
+export interface TarHeaderSink {
+  /** Appends a copy of `bytes`. */
+  push(bytes: Uint8Array): void;
+  /** Appends `n` zero bytes. */
+  pushZeros(n: number): void;
+  /** The next 512 bytes of output, to fill in place (any content; they count as written). */
+  block(): Uint8Array;
+}
+
 /**
  * The header blocks for one entry (a pax extended header when needed, then the ustar header),
  * plus, for sparse files, the sparse map that starts the data. The caller writes the data
  * (`entry.size` bytes, or the sparse regions' bytes) and `tarPadding` zeros after it.
  */
 export function encodeEntryHeader(entry: TarWriteEntry): Uint8Array {
-  const records: PaxRecord[] = [];
-  const text = (key: string, value: string) => records.push({ key, value: new Uint8Array(Buffer.from(value, "latin1")) });
+  const parts: Uint8Array[] = [];
+  writeEntryHeader(entry, {
+    push: (bytes) => parts.push(new Uint8Array(bytes)),
+    pushZeros: (n) => parts.push(new Uint8Array(n)),
+    block: () => {
+      const b = new Uint8Array(TAR_BLOCK_SIZE);
+      parts.push(b);
+      return b;
+    },
+  });
+  return Buffer.concat(parts);
+}
+
+/**
+ * `encodeEntryHeader`, written to `out`. An entry that needs no pax records (most of them) is
+ * encoded straight into the output, with no allocation.
+ */
+export function writeEntryHeader(entry: TarWriteEntry, out: TarHeaderSink): void {
+  // Allocated only for an entry that needs records (most need none).
+  let records: PaxRecord[] | undefined;
+  const text = (key: string, value: string) => (records ??= []).push({ key, value: new Uint8Array(Buffer.from(value, "latin1")) });
   let name = entry.path;
   let size = entry.size;
   let sparseMap: Uint8Array | undefined;
@@ -72,21 +101,31 @@ export function encodeEntryHeader(entry: TarWriteEntry): Uint8Array {
     sparseMap.set(raw);
     size += sparseMap.length;
   }
-  const nameBytes = Buffer.byteLength(name, "latin1");
-  if (nameBytes > 100 || !ASCII_NAME.test(name)) {
+  // Paths are latin1 strings of the raw bytes: one char per byte.
+  if (name.length > 100 || !ASCII_NAME.test(name)) {
     if (!entry.sparse) text("path", entry.path);
   }
   const linkname = entry.linkname ?? "";
-  if (Buffer.byteLength(linkname, "latin1") > 100 || !ASCII_NAME.test(linkname)) text("linkpath", linkname);
+  if (linkname.length > 100 || !ASCII_NAME.test(linkname)) text("linkpath", linkname);
   if (size > OCTAL_MAX_12) text("size", String(size));
   if (entry.uid > OCTAL_MAX_8) text("uid", String(entry.uid));
   if (entry.gid > OCTAL_MAX_8) text("gid", String(entry.gid));
   if (entry.mtime.nsec !== 0 || entry.mtime.sec < 0 || entry.mtime.sec > OCTAL_MAX_12) text("mtime", formatPaxTime(entry.mtime));
   if ((entry.devmajor ?? 0) > OCTAL_MAX_8) text("SCHILY.devmajor", String(entry.devmajor));
   if ((entry.devminor ?? 0) > OCTAL_MAX_8) text("SCHILY.devminor", String(entry.devminor));
-  for (const x of entry.xattrs ?? []) records.push({ key: `SCHILY.xattr.${x.name}`, value: x.value });
+  if (entry.xattrs && entry.xattrs.length > 0) {
+    records ??= [];
+    for (const x of entry.xattrs) records.push({ key: `SCHILY.xattr.${x.name}`, value: x.value });
+  }
 
-  const header = encodeTarHeader({
+  if (records) {
+    const body = encodePaxRecords(records);
+    const base = name.slice(name.lastIndexOf("/", name.length - 2) + 1);
+    encodeTarHeaderInto(out.block(), { name: truncateName(`PaxHeaders/${base}`), mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0, typeflag: "x", linkname: "" });
+    out.push(body);
+    out.pushZeros(tarPadding(body.length));
+  }
+  encodeTarHeaderInto(out.block(), {
     name: truncateName(name),
     mode: entry.mode & 0o7777,
     uid: entry.uid > OCTAL_MAX_8 ? 0 : entry.uid,
@@ -98,23 +137,10 @@ export function encodeEntryHeader(entry: TarWriteEntry): Uint8Array {
     devmajor: Math.min(entry.devmajor ?? 0, OCTAL_MAX_8),
     devminor: Math.min(entry.devminor ?? 0, OCTAL_MAX_8),
   });
-  const parts: Uint8Array[] = [];
-  if (records.length > 0) {
-    const body = encodePaxRecords(records);
-    const base = name.slice(name.lastIndexOf("/", name.length - 2) + 1);
-    parts.push(
-      encodeTarHeader({ name: truncateName(`PaxHeaders/${base}`), mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0, typeflag: "x", linkname: "" }),
-      body,
-      new Uint8Array(tarPadding(body.length)),
-    );
-  }
-  parts.push(header);
-  if (sparseMap) parts.push(sparseMap);
-  return Buffer.concat(parts);
+  if (sparseMap) out.push(sparseMap);
 }
 
 /** A name cut to the 100-byte ustar field (the full one travels in a pax record). */
 function truncateName(name: string): string {
-  const bytes = Buffer.from(name, "latin1");
-  return bytes.length <= 100 ? name : bytes.subarray(0, 100).toString("latin1");
+  return name.length <= 100 ? name : name.slice(0, 100);
 }
