@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { mountOverlay, StepLog, undoSteps, unmount, type KernelTools } from "@lcow/driver/kernel";
 import { GuestError, toGuestError } from "./errors.js";
 import { absolutePath, objects, type JsonObject } from "./fields.js";
-import { KeyedMutex } from "./mutex.js";
+import { KeyedMutex } from "@lcow/gcs-client";
 import type { Logger } from "./log.js";
 
 /** `LCOWCombinedLayers`, read from a request. */

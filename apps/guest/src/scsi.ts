@@ -28,7 +28,7 @@ import {
 import { SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from "@lcow/gcs-client/protocol";
 import { GuestError, toGuestError } from "./errors.js";
 import { absolutePath, bool, isObject, str, uint, U64, U8, type JsonObject } from "./fields.js";
-import { KeyedMutex } from "./mutex.js";
+import { KeyedMutex } from "@lcow/gcs-client";
 import type { Logger } from "./log.js";
 
 /** How often the bus is polled for an attachment, as the real guest polls /sys/bus/scsi. */

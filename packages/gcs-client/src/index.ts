@@ -5,3 +5,4 @@ export { HRESULT_CODES, codeForHresult } from "./bridge-errors.js";
 export { GuestProcess, type ExecuteProcessOptions, type FinishOptions } from "./process.js";
 export * from "./transport/index.js";
 export * from "./uvm/index.js";
+export { KeyedMutex } from "./keyed-mutex.js";

@@ -2,6 +2,7 @@
 // that produce objects whose key order is the Go struct order hcsshim puts on the wire, with
 // Go's `omitempty` applied (zero, false and empty values left out). Both sides must read an
 // absent field as its zero value.
+import type { ProcessParameters as HcsProcessParameters } from "@lcow/hcs";
 import { NULL_ACTIVITY_ID, NULL_CONTAINER_ID, PROTOCOL_VERSION, INFINITE_WAIT } from "./constants.js";
 
 /** Flattened into every request (`RequestBase`). */
@@ -160,17 +161,12 @@ export function modifySettingsRequest<S>(request: ModificationRequest<S>, contai
 
 // ---- ExecuteProcess / WaitForProcess / SignalProcess ----
 
-/** `ProcessParameters` (sent double-encoded: a JSON string inside the payload). */
-export interface ProcessParameters {
-  CommandLine?: string;
-  CommandArgs?: string[];
-  User?: string;
-  WorkingDirectory?: string;
-  Environment?: Record<string, string>;
-  EmulateConsole?: boolean;
-  CreateStdInPipe?: boolean;
-  CreateStdOutPipe?: boolean;
-  CreateStdErrPipe?: boolean;
+/**
+ * `ProcessParameters` (sent double-encoded: a JSON string inside the payload): hcsshim sends the
+ * HCS schema's ProcessParameters for UVM processes, so it is that type, plus the guest's
+ * `CreateInUtilityVM` (its `IsExternal`).
+ */
+export interface ProcessParameters extends HcsProcessParameters {
   CreateInUtilityVM?: boolean;
 }
 
@@ -192,7 +188,9 @@ export interface ExecuteProcessResponse extends ResponseBase {
 }
 
 export function processParameters(p: ProcessParameters): ProcessParameters {
+  // Struct order of hcsschema.ProcessParameters, then the guest's extra field.
   return omitEmpty({
+    ApplicationName: p.ApplicationName,
     CommandLine: p.CommandLine,
     CommandArgs: p.CommandArgs,
     User: p.User,
@@ -202,6 +200,7 @@ export function processParameters(p: ProcessParameters): ProcessParameters {
     CreateStdInPipe: p.CreateStdInPipe,
     CreateStdOutPipe: p.CreateStdOutPipe,
     CreateStdErrPipe: p.CreateStdErrPipe,
+    ConsoleSize: p.ConsoleSize,
     CreateInUtilityVM: p.CreateInUtilityVM,
   });
 }

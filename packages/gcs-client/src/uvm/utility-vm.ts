@@ -6,6 +6,7 @@ import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { GcsBridge, type GuestProcess } from "../bridge.js";
 import { GcsError, isGcsError } from "../errors.js";
+import { KeyedMutex } from "../keyed-mutex.js";
 import type { ProcessParameters } from "../protocol/messages.js";
 import { SCSI_LUNS_PER_CONTROLLER } from "../protocol/constants.js";
 import type { LaunchedVm, UtilityVmLauncher, VmExit } from "./launcher.js";
@@ -56,8 +57,8 @@ export class UtilityVM {
   readonly #controllers: number;
   /** By host path. */
   readonly #disks = new Map<string, AttachedDisk>();
-  /** Pending changes per host path, so two adds of one file never race. */
-  readonly #diskLocks = new Map<string, Promise<unknown>>();
+  /** Changes per host path, one at a time, so two adds of one file never race. */
+  readonly #diskLocks = new KeyedMutex();
   readonly #usedSlots = new Set<string>();
   readonly #usedMounts = new Set<number>();
   #terminated: Promise<void> | undefined;
@@ -125,17 +126,6 @@ export class UtilityVM {
     return this.#vm.hostPath(guestPath);
   }
 
-  #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#diskLocks.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const settled = next.catch(() => {});
-    this.#diskLocks.set(key, settled);
-    void settled.then(() => {
-      if (this.#diskLocks.get(key) === settled) this.#diskLocks.delete(key);
-    });
-    return next;
-  }
-
   /**
    * Hot-adds `hostPath` as a SCSI disk and mounts it in the guest (read-only for layers,
    * read-write for a sandbox), or takes another reference if it is attached already (with the
@@ -143,7 +133,7 @@ export class UtilityVM {
    */
   addDisk(hostPath: string, options: { readOnly: boolean }): Promise<AttachedDisk> {
     if (!posix.isAbsolute(hostPath) && !/^[A-Za-z]:[\\/]/.test(hostPath)) throw new GcsError("INVALID_ARGUMENT", `disk ${JSON.stringify(hostPath)} is not an absolute path`);
-    return this.#serial(hostPath, async () => {
+    return this.#diskLocks.run(hostPath, async () => {
       this.#checkRunning("add a disk");
       const held = this.#disks.get(hostPath);
       if (held) {
@@ -182,7 +172,7 @@ export class UtilityVM {
 
   /** Drops one reference to `hostPath`; the last one unmounts, unplugs and detaches it. */
   removeDisk(hostPath: string): Promise<void> {
-    return this.#serial(hostPath, async () => {
+    return this.#diskLocks.run(hostPath, async () => {
       const disk = this.#disks.get(hostPath);
       if (!disk) throw new GcsError("NOT_FOUND", `${hostPath} is not attached to ${this.name}`);
       if (--disk.refs > 0) return;

@@ -1,5 +1,6 @@
-// One operation at a time per key (a SCSI LUN, a union's mount point): the bridge handles
-// requests concurrently, and two requests on one disk must not interleave their steps.
+// One operation at a time per key: the bridge runs requests concurrently, and two operations on
+// one disk (a host file in UtilityVM, a SCSI LUN or a union's mount point in a guest) must not
+// interleave their steps. Shared by the utility-VM handle and by guests (apps/guest).
 
 export class KeyedMutex {
   readonly #tails = new Map<string, Promise<unknown>>();
