@@ -4,7 +4,7 @@
 // the guest's overlayfs. Needs what the kernel mounter needs, plus unshare and a built apps/guest.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm, readFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -50,11 +50,15 @@ describe.skipIf(!uvmSupported())("uvm mounter", () => {
         expect(await readFile(join(p1, "f"), "utf8")).toBe("layer\n");
         expect(await readFile(join(p2, "f"), "utf8")).toBe("layer\n");
         expect(guests() - before).toBe(global ? 1 : 2);
+        // Each service VM has its scratch disk, as the seed gave them: scratch/<vm>.vhdx.
+        const scratch = join(home, String(global), "scratch");
+        expect((await readdir(scratch)).sort()).toEqual(global ? ["_lcow_global_svm_.vhdx"] : ["c1_svm.vhdx", "c2_svm.vhdx"]);
         await store.put("c1");
         await store.put("c2");
         expect(guests() - before).toBe(global ? 1 : 0);
         await store.cleanup();
         expect(guests() - before).toBe(0);
+        expect(await readdir(scratch)).toEqual([]);
       }
     } finally {
       await rm(home, { recursive: true, force: true });

@@ -21,9 +21,9 @@ export const BUILTIN_MOUNTERS: Readonly<Partial<Record<MounterName, MounterFacto
     // lcow.timeout bounds each tool run, as it bounded each utility VM operation.
     return createKernelMounter({ home, timeoutMs: options.timeoutSeconds * 1000 });
   },
-  uvm: async ({ options }) => {
+  uvm: async ({ home, options }) => {
     const { createUvmMounter } = await import("./uvm.js");
-    return createUvmMounter({ options, launcher: await defaultLauncher(options) });
+    return createUvmMounter({ home, options, launcher: await defaultLauncher(options) });
   },
 };
 

@@ -11,10 +11,13 @@
 // The VM belongs to the process that started it (the guest dies when its bridge's host goes
 // away), so this mounter suits a long-lived process: the Docker plugin, a daemon, a test. After
 // a restart, a recorded mount whose VM is gone needs no undo: the VM took its mounts with it.
-import { chmod, mkdir, stat } from "node:fs/promises";
+import { chmod, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { UtilityVM, UtilityVmLauncher } from "@lcow/gcs-client";
+import { DEFAULT_SANDBOX_SIZE, SandboxCache } from "@lcow/vhd";
 import { DriverError } from "../errors.js";
+import { CACHE_DIR, LOCKS_DIR, SCRATCH_DIR } from "../layout.js";
+import { withLock } from "../lock.js";
 import type { LcowOptions } from "../options.js";
 import type { Mounter, MountRequest, MountState } from "./types.js";
 
@@ -23,6 +26,8 @@ const LAYER_FILE = "layer.vhd";
 const SANDBOX_FILE = "sandbox.vhdx";
 
 export interface UvmMounterOptions {
+  /** The store's home: scratch disks go to `scratch/<vm>.vhdx`, their blank to `cache/scratch.vhdx`. */
+  home: string;
   options: LcowOptions;
   /** Starts service VMs (LinuxLauncher with the guest agent, or HcsLauncher on Windows). */
   launcher: UtilityVmLauncher;
@@ -45,7 +50,12 @@ interface VmEntry {
   vm: Promise<UtilityVM>;
   /** Mounts using the VM (safe mode terminates it when this drops to 0). */
   users: number;
+  /** Terminates the VM and deletes its scratch disk. Idempotent. */
+  stop: () => Promise<void>;
 }
+
+/** Where a service VM's scratch disk is mounted (the seed's opengcs used /tmp/scratch). */
+export const SCRATCH_GUEST_PATH = "/run/mounts/scratch";
 
 type Lower = { file: string; kind: "layer" | "sandbox" };
 
@@ -59,13 +69,68 @@ async function layerFile(dir: string): Promise<Lower | undefined> {
 
 class UvmMounter implements Mounter {
   readonly name = "uvm" as const;
+  readonly #home: string;
   readonly #options: LcowOptions;
   readonly #launcher: UtilityVmLauncher;
   readonly #vms = new Map<string, VmEntry>();
+  readonly #scratchCache: SandboxCache;
 
   constructor(options: UvmMounterOptions) {
+    this.#home = options.home;
     this.#options = options.options;
     this.#launcher = options.launcher;
+    this.#scratchCache = new SandboxCache(join(options.home, CACHE_DIR));
+  }
+
+  /**
+   * Starts the service VM `name` with its scratch disk, as the seed did: a copy of the cached
+   * blank scratch at `scratch/<name>.vhdx` (a reflink where possible), attached read-write at
+   * SCRATCH_GUEST_PATH for the VM's own work. The file is held by `locks/scratch-<name>.lock`
+   * for the VM's life (the driver's init deletes scratch disks whose lock is not held) and
+   * deleted when the VM stops.
+   */
+  async #start(name: string): Promise<{ vm: UtilityVM; stop: () => Promise<void> }> {
+    const { UtilityVM } = await import("@lcow/gcs-client");
+    const scratch = join(this.#home, SCRATCH_DIR, `${name}.vhdx`);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const haveLock = new Promise<void>((resolve) => (locked = resolve));
+    const holding = withLock(join(this.#home, LOCKS_DIR, `scratch-${name}.lock`), async () => {
+      locked();
+      await released;
+      await rm(scratch, { force: true });
+    });
+    holding.catch(() => {});
+    let vm: UtilityVM | undefined;
+    try {
+      await Promise.race([haveLock, holding]);
+      await rm(scratch, { force: true }); // a leftover of a VM of this name is stale
+      await this.#scratchCache.copyTo("scratch", DEFAULT_SANDBOX_SIZE, scratch);
+      const o = this.#options;
+      // Four SCSI controllers (256 LUNs): a 128-layer image plus its sandbox must fit one VM.
+      vm = await UtilityVM.start({ name, launcher: this.#launcher, timeoutSeconds: o.timeoutSeconds, kirdPath: o.kirdPath, kernel: o.kernel, initrd: o.initrd, bootParameters: o.bootParameters, scsiControllers: 4 });
+      await vm.addDisk(scratch, { readOnly: false, mountPath: SCRATCH_GUEST_PATH });
+    } catch (err) {
+      await vm?.terminate().catch(() => {});
+      release();
+      await holding.catch(() => {});
+      throw err;
+    }
+    const started = vm;
+    let stopping: Promise<void> | undefined;
+    const stop = () =>
+      (stopping ??= (async () => {
+        try {
+          await started.terminate();
+        } finally {
+          release();
+          await holding.catch(() => {});
+        }
+      })());
+    // A VM that stops on its own gives its scratch disk back too.
+    void started.exited.then(() => stop().catch(() => {}));
+    return { vm: started, stop };
   }
 
   #vmName(id: string): string {
@@ -76,21 +141,15 @@ class UvmMounter implements Mounter {
   async #acquire(name: string): Promise<UtilityVM> {
     let entry = this.#vms.get(name);
     if (!entry) {
-      const { UtilityVM } = await import("@lcow/gcs-client");
-      // Registered before awaiting, so concurrent mounts share one start.
-      entry = this.#vms.get(name);
-      if (!entry) {
-        const o = this.#options;
-        // Four SCSI controllers (256 LUNs): a 128-layer image plus its sandbox must fit one VM.
-        const started = UtilityVM.start({ name, launcher: this.#launcher, timeoutSeconds: o.timeoutSeconds, kirdPath: o.kirdPath, kernel: o.kernel, initrd: o.initrd, bootParameters: o.bootParameters, scsiControllers: 4 });
-        const fresh: VmEntry = { vm: started, users: 0 };
-        entry = fresh;
-        this.#vms.set(name, fresh);
-        started.then(
-          (vm) => void vm.exited.then(() => this.#vms.get(name) === fresh && this.#vms.delete(name)),
-          () => this.#vms.get(name) === fresh && this.#vms.delete(name),
-        );
-      }
+      // Registered before the first await, so concurrent mounts share one start.
+      const starting = this.#start(name);
+      const fresh: VmEntry = { vm: starting.then((s) => s.vm), users: 0, stop: async () => (await starting.catch(() => undefined))?.stop() };
+      entry = fresh;
+      this.#vms.set(name, fresh);
+      starting.then(
+        ({ vm }) => void vm.exited.then(() => this.#vms.get(name) === fresh && this.#vms.delete(name)),
+        () => this.#vms.get(name) === fresh && this.#vms.delete(name),
+      );
     }
     entry.users++;
     try {
@@ -108,7 +167,7 @@ class UvmMounter implements Mounter {
     entry.users--;
     if (entry.users > 0 || this.#options.globalMode) return;
     this.#vms.delete(name);
-    await (await entry.vm).terminate();
+    await entry.stop();
   }
 
   async mount(request: MountRequest): Promise<{ path: string; state: MountState }> {
@@ -185,7 +244,7 @@ class UvmMounter implements Mounter {
   async close(): Promise<void> {
     const entries = [...this.#vms.values()];
     this.#vms.clear();
-    await Promise.all(entries.map(async (e) => (await e.vm.catch(() => undefined))?.terminate()));
+    await Promise.all(entries.map((e) => e.stop()));
   }
 }
 

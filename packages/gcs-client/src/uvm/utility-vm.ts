@@ -128,10 +128,11 @@ export class UtilityVM {
 
   /**
    * Hot-adds `hostPath` as a SCSI disk and mounts it in the guest (read-only for layers,
-   * read-write for a sandbox), or takes another reference if it is attached already (with the
-   * same mode). Returns where the guest mounted it.
+   * read-write for a sandbox) at `mountPath`, or the first free /run/mounts/scsi/m<N>; or takes
+   * another reference if it is attached already (with the same mode). Returns where the guest
+   * mounted it.
    */
-  addDisk(hostPath: string, options: { readOnly: boolean }): Promise<AttachedDisk> {
+  addDisk(hostPath: string, options: { readOnly: boolean; mountPath?: string }): Promise<AttachedDisk> {
     if (!posix.isAbsolute(hostPath) && !/^[A-Za-z]:[\\/]/.test(hostPath)) throw new GcsError("INVALID_ARGUMENT", `disk ${JSON.stringify(hostPath)} is not an absolute path`);
     return this.#diskLocks.run(hostPath, async () => {
       this.#checkRunning("add a disk");
@@ -143,9 +144,10 @@ export class UtilityVM {
         held.refs++;
         return { ...held };
       }
+      if (options.mountPath !== undefined && !posix.isAbsolute(options.mountPath)) throw new GcsError("INVALID_ARGUMENT", `mount path ${JSON.stringify(options.mountPath)} is not an absolute guest path`);
       const [controller, lun] = this.#allocateSlot(hostPath);
-      const m = this.#allocateMount();
-      const disk: AttachedDisk = { hostPath, controller, lun, guestPath: `${SCSI_MOUNT_PREFIX}${m}`, readOnly: options.readOnly, refs: 1 };
+      const m = options.mountPath === undefined ? this.#allocateMount() : undefined;
+      const disk: AttachedDisk = { hostPath, controller, lun, guestPath: options.mountPath ?? `${SCSI_MOUNT_PREFIX}${m}`, readOnly: options.readOnly, refs: 1 };
       const attachment = { controller, lun, hostPath, readOnly: options.readOnly };
       const settings = { MountPath: disk.guestPath, Lun: lun, Controller: controller, ReadOnly: options.readOnly, Options: options.readOnly ? ["ro"] : [] };
       let attached = false;
@@ -161,7 +163,7 @@ export class UtilityVM {
           await this.#vm.detachScsi(attachment).catch(() => {});
         }
         this.#usedSlots.delete(`${controller}:${lun}`);
-        this.#usedMounts.delete(m);
+        if (m !== undefined) this.#usedMounts.delete(m);
         throw this.#wrap(err, `adding disk ${hostPath} to ${this.name}`);
       }
       this.#disks.set(hostPath, disk);
@@ -178,7 +180,7 @@ export class UtilityVM {
       if (--disk.refs > 0) return;
       this.#disks.delete(hostPath);
       this.#usedSlots.delete(`${disk.controller}:${disk.lun}`);
-      this.#usedMounts.delete(Number(disk.guestPath.slice(SCSI_MOUNT_PREFIX.length)));
+      if (disk.guestPath.startsWith(SCSI_MOUNT_PREFIX)) this.#usedMounts.delete(Number(disk.guestPath.slice(SCSI_MOUNT_PREFIX.length)));
       if (this.#terminated) return; // the VM took the disk with it
       const settings = { MountPath: disk.guestPath, Lun: disk.lun, Controller: disk.controller, ReadOnly: disk.readOnly, Options: disk.readOnly ? ["ro"] : [] };
       try {
