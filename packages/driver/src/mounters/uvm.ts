@@ -11,7 +11,7 @@
 // The VM belongs to the process that started it (the guest dies when its bridge's host goes
 // away), so this mounter suits a long-lived process: the Docker plugin, a daemon, a test. After
 // a restart, a recorded mount whose VM is gone needs no undo: the VM took its mounts with it.
-import { chmod, mkdir, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { UtilityVM, UtilityVmLauncher } from "@lcow/gcs-client";
 import { DEFAULT_SANDBOX_SIZE, SandboxCache } from "@lcow/vhd";
@@ -19,11 +19,10 @@ import { DriverError } from "../errors.js";
 import { CACHE_DIR, LOCKS_DIR, SCRATCH_DIR } from "../layout.js";
 import { withLock } from "../lock.js";
 import type { LcowOptions } from "../options.js";
+import { unionLayers } from "./layers.js";
 import type { Mounter, MountRequest, MountState } from "./types.js";
 
 export const GLOBAL_SVM_NAME = "_lcow_global_svm_";
-const LAYER_FILE = "layer.vhd";
-const SANDBOX_FILE = "sandbox.vhdx";
 
 export interface UvmMounterOptions {
   /** The store's home: scratch disks go to `scratch/<vm>.vhdx`, their blank to `cache/scratch.vhdx`. */
@@ -56,16 +55,6 @@ interface VmEntry {
 
 /** Where a service VM's scratch disk is mounted (the seed's opengcs used /tmp/scratch). */
 export const SCRATCH_GUEST_PATH = "/run/mounts/scratch";
-
-type Lower = { file: string; kind: "layer" | "sandbox" };
-
-async function layerFile(dir: string): Promise<Lower | undefined> {
-  for (const [name, kind] of [[LAYER_FILE, "layer"], [SANDBOX_FILE, "sandbox"]] as const) {
-    const file = join(dir, name);
-    if (await stat(file).then((s) => s.isFile(), () => false)) return { file, kind };
-  }
-  return undefined;
-}
 
 class UvmMounter implements Mounter {
   readonly name = "uvm" as const;
@@ -172,12 +161,7 @@ class UvmMounter implements Mounter {
 
   async mount(request: MountRequest): Promise<{ path: string; state: MountState }> {
     const { id } = request;
-    const own = await layerFile(request.layerDir);
-    const lowers: Lower[] = own?.kind === "layer" ? [own] : [];
-    for (const dir of request.chain) {
-      const found = await layerFile(dir);
-      if (found) lowers.push(found);
-    }
+    const { own, lowers } = await unionLayers(request);
     if (lowers.length === 0 && own === undefined) {
       // Nothing to attach: an empty layer (created, nothing applied) with no content below.
       // Its view is an empty read-only folder; no VM is involved.

@@ -26,7 +26,7 @@
 // kernel still shares the work underneath: mount(8) reuses one auto-clear loop device per layer
 // file, and ext4 then one superblock per device (see loop.ts).
 import { existsSync } from "node:fs";
-import { mkdir, readdir, realpath, rm, rmdir, stat } from "node:fs/promises";
+import { mkdir, readdir, realpath, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { DriverError } from "../../errors.js";
 import {
@@ -50,6 +50,7 @@ import {
   type KernelMountState,
   type Step,
 } from "./state.js";
+import { unionLayers } from "../layers.js";
 import type { Mounter, MountRequest, MountState } from "../types.js";
 
 /** Options of `createKernelMounter`: the tools and time bounds (see `KernelToolOptions`), and the store's home. */
@@ -70,29 +71,6 @@ export const MAX_LOWER_LAYERS = 500;
  * parallel; a small bound keeps a deep chain from starting hundreds of processes at once.
  */
 const PARALLEL_LAYERS = 8;
-
-const LAYER_FILE = "layer.vhd";
-const SANDBOX_FILE = "sandbox.vhdx";
-
-type LayerKind = "layer" | "sandbox";
-
-/** A layer folder that contributes to the union. */
-interface Lower {
-  dir: string;
-  kind: LayerKind;
-}
-
-/** What a layer folder holds; undefined for an empty layer (created, nothing applied). */
-async function layerKind(dir: string): Promise<LayerKind | undefined> {
-  for (const [name, kind] of [[LAYER_FILE, "layer"], [SANDBOX_FILE, "sandbox"]] as const) {
-    try {
-      if ((await stat(join(dir, name))).isFile()) return kind;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" && (err as NodeJS.ErrnoException).code !== "ENOTDIR") throw err;
-    }
-  }
-  return undefined;
-}
 
 function checkRequest(request: MountRequest): void {
   const bad = (why: string): never => {
@@ -136,12 +114,9 @@ class KernelMounter implements Mounter {
     const leftover = await readJournal(workDir);
     if (leftover) await this.#undo(leftover, false);
 
-    const own = await layerKind(request.layerDir);
-    const lowers: Lower[] = own === "layer" ? [{ dir: request.layerDir, kind: "layer" }] : [];
-    for (const dir of request.chain) {
-      const kind = await layerKind(dir);
-      if (kind) lowers.push({ dir, kind });
-    }
+    const union = await unionLayers(request);
+    const own = union.own?.kind;
+    const lowers = union.lowers;
     if (lowers.length > MAX_LOWER_LAYERS) {
       throw new DriverError("FAILED_PRECONDITION", `${id} has ${lowers.length} non-empty lower layers; overlayfs stacks at most ${MAX_LOWER_LAYERS}`, { id });
     }
@@ -154,12 +129,12 @@ class KernelMounter implements Mounter {
       await forEachLimit(lowers, PARALLEL_LAYERS, async (lower, i) => {
         const n = String(i + 1);
         const unit = new Unit(`l/${n}`, journal);
-        if (lower.kind === "layer") await mountLayerVhd(this.#tools, join(lower.dir, LAYER_FILE), join(workDir, "l", n), unit, { id });
-        else await this.#mountSandbox(id, join(lower.dir, SANDBOX_FILE), { exportFile: join(workDir, "x", `${n}.raw`), pidFile: join(workDir, "x", `${n}.pid`), target: join(workDir, "l", n) }, false, unit);
+        if (lower.kind === "layer") await mountLayerVhd(this.#tools, lower.file, join(workDir, "l", n), unit, { id });
+        else await this.#mountSandbox(id, lower.file, { exportFile: join(workDir, "x", `${n}.raw`), pidFile: join(workDir, "x", `${n}.pid`), target: join(workDir, "l", n) }, false, unit);
       });
       let path: string;
       if (own === "sandbox") {
-        await this.#mountSandbox(id, join(request.layerDir, SANDBOX_FILE), { exportFile: join(workDir, "sandbox.raw"), pidFile: join(workDir, "qsd.pid"), target: join(workDir, "s") }, true, new Unit("s", journal));
+        await this.#mountSandbox(id, union.own!.file, { exportFile: join(workDir, "sandbox.raw"), pidFile: join(workDir, "qsd.pid"), target: join(workDir, "s") }, true, new Unit("s", journal));
         path = await this.#mountUnion(workDir, lowerDirs, { upperDir: "s/upper", workDir: "s/work" }, new Unit("m", journal));
       } else if (lowers.length === 1 && lowers[0]!.kind === "layer") {
         // A base layer alone needs no union: its ext4 mount is already read-only.
