@@ -11,7 +11,6 @@
 //   <dir>/state/                 the guest's own files (FUSE exports of VHDX disks)
 // <dir> is a fresh folder under the system temp folder: unix socket paths must stay under 108 bytes.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, open, readdir, readFile, readlink, rename, rm, writeFile, realpath, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -122,7 +121,7 @@ export class LinuxLauncher implements UtilityVmLauncher {
       const namespace = isolate ? await open(`/proc/${proc.pid}/ns/mnt`, "r").catch(() => undefined) : undefined;
       const guestPid = isolate ? await childOf(proc.pid!) : proc.pid;
       // The namespace starts as a copy of ours: only mounts made after this are the guest's.
-      const inherited = isolate ? await mountIdsOf(proc.pid!) : new Set<string>();
+      const inherited = new Set(isolate ? (await mountsOf(proc.pid!)).map((m) => m.id) : []);
       return new LinuxVm(options.name, dir, transport, proc, exited, bridge, isolate, namespace, guestPid, inherited);
     } catch (err) {
       if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -134,8 +133,8 @@ export class LinuxLauncher implements UtilityVmLauncher {
 }
 
 class LinuxVm implements LaunchedVm {
-  /** Loop devices and FUSE connections seen behind the guest's mounts, to release at the end. */
-  readonly #devices: GuestDevices = { loops: new Map(), fuse: new Set() };
+  /** Loop devices seen behind the guest's mounts, to wait for at the end. */
+  readonly #loops: LoopDevices = new Map();
   #terminating: Promise<void> | undefined;
 
   constructor(
@@ -167,9 +166,7 @@ class LinuxVm implements LaunchedVm {
 
   async recordMounts(): Promise<void> {
     if (!this.isolated || !this.#alive()) return;
-    const now = await guestDevicesOf(this.child.pid!, this.inherited);
-    for (const [name, file] of now.loops) this.#devices.loops.set(name, file);
-    for (const id of now.fuse) this.#devices.fuse.add(id);
+    for (const [name, file] of await guestLoopsOf(this.child.pid!, this.inherited)) this.#loops.set(name, file);
   }
 
   #alive(): boolean {
@@ -220,23 +217,10 @@ class LinuxVm implements LaunchedVm {
     this.bridge.destroy();
     // The namespace is gone; the kernel unmounts its filesystems and then frees their auto-clear
     // loop devices a moment later. Wait for that, so "terminated" means "released".
-    if (this.isolated && this.#devices.loops.size > 0) {
-      // Usually a moment; a FUSE export left without its daemon never lets go until aborted.
-      const released = await waitLoopsReleased(this.#devices.loops, 1000).then(() => true, () => false);
-      if (!released) {
-        await abortFuse(this.#devices.fuse);
-        await waitLoopsReleased(this.#devices.loops);
-      }
-    }
+    if (this.isolated) await waitLoopsReleased(this.#loops);
     await this.transport.close?.().catch(() => {});
     await rm(this.dir, { recursive: true, force: true });
   }
-}
-
-/** Ids of the mounts in process `pid`'s namespace. */
-async function mountIdsOf(pid: number): Promise<Set<string>> {
-  const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
-  return new Set(info.split("\n").filter(Boolean).map((line) => line.split(" ")[0]!));
 }
 
 /** The first child of `pid` (unshare's forked child), waiting briefly for it to appear. */
@@ -261,43 +245,38 @@ async function waitGone(pid: number, timeoutMs: number): Promise<void> {
   }
 }
 
-/** What a guest's mounts stand on: loop devices (name -> backing file) and FUSE connections. */
-interface GuestDevices {
-  loops: Map<string, string>;
-  /** FUSE connection ids (the minor device number of each FUSE mount: /sys/fs/fuse/connections/<id>). */
-  fuse: Set<number>;
+/** Loop devices behind the guest's own mounts: device name (`loop7`) -> backing file. */
+type LoopDevices = Map<string, string>;
+
+/** One line of /proc/<pid>/mountinfo: the mount's id and its source (a device for block filesystems). */
+interface MountLine {
+  id: string;
+  source: string;
 }
 
-/** Reads the mount table of process `pid`'s mount namespace for the loop devices and FUSE mounts it uses. */
-async function guestDevicesOf(pid: number, inherited: ReadonlySet<string>): Promise<GuestDevices> {
-  const found: GuestDevices = { loops: new Map(), fuse: new Set() };
+/** Mounts of process `pid`'s mount namespace ("<id> <parent> <major:minor> ... - <fstype> <source> <options>"). */
+async function mountsOf(pid: number | string): Promise<MountLine[]> {
   const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
+  const mounts: MountLine[] = [];
   for (const line of info.split("\n")) {
-    // "<id> <parent> <major:minor> <root> <mount point> ... - <fstype> <source> <super options>"
     const [head, tail] = line.split(" - ");
-    if (!head || !tail || inherited.has(head.split(" ")[0]!)) continue;
-    const [fsType, source] = tail.split(" ");
-    if (fsType?.startsWith("fuse")) found.fuse.add(Number(head.split(" ")[2]?.split(":")[1]));
-    const m = source && /^\/dev\/(loop\d+)$/.exec(source);
-    if (!m) continue;
-    const backing = await readFile(`/sys/block/${m[1]}/loop/backing_file`, "utf8").catch(() => undefined);
-    if (backing !== undefined) found.loops.set(m[1]!, backing.trim());
+    if (head && tail) mounts.push({ id: head.split(" ")[0]!, source: tail.split(" ")[1] ?? "" });
+  }
+  return mounts;
+}
+
+const loopName = (source: string): string | undefined => /^\/dev\/(loop\d+)$/.exec(source)?.[1];
+
+/** The loop devices behind the mounts of process `pid` that are not `inherited`, with their backing files. */
+async function guestLoopsOf(pid: number, inherited: ReadonlySet<string>): Promise<LoopDevices> {
+  const found: LoopDevices = new Map();
+  for (const mount of await mountsOf(pid)) {
+    const name = loopName(mount.source);
+    if (!name || inherited.has(mount.id)) continue;
+    const backing = await readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => undefined);
+    if (backing !== undefined) found.set(name, backing.trim());
   }
   return found;
-}
-
-/**
- * Aborts FUSE connections: what the hypervisor does to a dead VM's devices. A qemu-storage-daemon
- * killed with its namespace can leave its connection behind with requests no one will answer, and
- * then the loop device on its export, and anything that asks that device for its status
- * (mount -o loop scans every device), waits for ever.
- */
-async function abortFuse(ids: Iterable<number>): Promise<void> {
-  const dir = "/sys/fs/fuse/connections";
-  if (!existsSync(join(dir, ".")) || (await readdir(dir).catch(() => [])).length === 0) {
-    await new Promise<void>((resolve) => spawn("mount", ["-t", "fusectl", "none", dir], { stdio: "ignore" }).on("close", () => resolve()).on("error", () => resolve()));
-  }
-  for (const id of ids) await writeFile(join(dir, String(id), "abort"), "1").catch(() => {});
 }
 
 /** Loop devices (`loop7`) some live mount namespace on this machine has a filesystem on. */
@@ -309,8 +288,10 @@ async function loopsInUse(): Promise<Set<string>> {
     const ns = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
     if (!ns || seen.has(ns)) continue;
     seen.add(ns);
-    const info = await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => "");
-    for (const m of info.matchAll(/ - \S+ \/dev\/(loop\d+) /g)) used.add(m[1]!);
+    for (const mount of await mountsOf(pid)) {
+      const name = loopName(mount.source);
+      if (name) used.add(name);
+    }
   }
   return used;
 }
@@ -329,7 +310,8 @@ export async function waitLoopsReleased(devices: ReadonlyMap<string, string>, ti
       const backing = await readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => undefined);
       if (backing !== undefined && backing.trim() === file) held.push(name);
     }
-    const orphaned = held.length === 0 ? [] : held.filter(((inUse) => (name: string) => !inUse.has(name))(await loopsInUse()));
+    const inUse = held.length === 0 ? new Set<string>() : await loopsInUse();
+    const orphaned = held.filter((name) => !inUse.has(name));
     if (orphaned.length === 0) return;
     if (Date.now() > deadline) {
       throw new GcsError("INTERNAL", `${orphaned.map((n) => `/dev/${n} (${devices.get(n)})`).join(", ")} still attached ${timeoutMs} ms after the guest died`);
