@@ -22,35 +22,36 @@ function tempName(file: string): string {
   return join(dirname(file), `.${basename(file)}.${process.pid}.${Date.now().toString(36)}.tmp`);
 }
 
-async function spawnTool(uvm: UtilityVM, args: string[]): Promise<GuestProcess> {
-  return uvm.spawn({ CommandArgs: args, WorkingDirectory: TOOL_CWD, Environment: TOOL_ENV, CreateStdInPipe: true, CreateStdOutPipe: true, CreateStdErrPipe: true });
+/** A tool running in the VM, and its exit: rejects, with the end of its stderr, unless it exits 0. */
+interface Tool {
+  proc: GuestProcess;
+  exit: Promise<void>;
 }
 
-/** Collects a little of stderr for the error message of a failed tool. */
-function stderrTail(proc: GuestProcess): () => string {
-  let text = "";
+async function startTool(uvm: UtilityVM, args: string[]): Promise<Tool> {
+  const proc = await uvm.spawn({ CommandArgs: args, WorkingDirectory: TOOL_CWD, Environment: TOOL_ENV, CreateStdInPipe: true, CreateStdOutPipe: true, CreateStdErrPipe: true });
+  let tail = "";
   proc.stderr?.setEncoding("utf8");
-  proc.stderr?.on("data", (s: string) => (text = (text + s).slice(-4000)));
-  return () => text.trim();
-}
-
-async function checkExit(proc: GuestProcess, tool: string, tail: () => string): Promise<void> {
-  const code = await proc.wait();
-  if (code !== 0) throw new GcsError("RPC_FAILED", `${tool} in the utility VM exited with ${code}${tail() ? `: ${tail()}` : ""}`, { operation: tool });
+  proc.stderr?.on("data", (s: string) => (tail = (tail + s).slice(-4000)));
+  const exit = proc.wait().then((code) => {
+    if (code !== 0) throw new GcsError("RPC_FAILED", `${args[0]} in the utility VM exited with ${code}${tail.trim() ? `: ${tail.trim()}` : ""}`, { operation: args[0] });
+  });
+  exit.catch(() => {}); // awaited by the caller; never an unhandled rejection
+  return { proc, exit };
 }
 
 /**
- * `tar2vhd`: converts a layer tar into a VHD (ext4 + fixed footer) inside the VM and writes it to
- * `targetVhdFile`. Returns the bytes written.
+ * Runs a tool with `input` (or nothing) on stdin and its stdout written to `dest` under a
+ * temporary name, renamed into place once the tool exited 0. Returns the bytes written.
  */
-export async function tarToVhd(uvm: UtilityVM, targetVhdFile: string, tar: Readable): Promise<number> {
-  const tmp = tempName(targetVhdFile);
-  const proc = await spawnTool(uvm, ["tar2vhd"]);
-  const tail = stderrTail(proc);
+async function toolToFile(uvm: UtilityVM, args: string[], dest: string, input?: Readable): Promise<number> {
+  const tmp = tempName(dest);
+  const { proc, exit } = await startTool(uvm, args);
   try {
-    await Promise.all([pipeline(tar, proc.stdin!), pipeline(proc.stdout!, createWriteStream(tmp, { flags: "wx" })), checkExit(proc, "tar2vhd", tail)]);
+    const feed = input ? pipeline(input, proc.stdin!) : (proc.stdin!.end(), Promise.resolve());
+    await Promise.all([feed, pipeline(proc.stdout!, createWriteStream(tmp, { flags: "wx" })), exit]);
     const { size } = await stat(tmp);
-    await rename(tmp, targetVhdFile);
+    await rename(tmp, dest);
     return size;
   } catch (err) {
     await rm(tmp, { force: true });
@@ -61,17 +62,24 @@ export async function tarToVhd(uvm: UtilityVM, targetVhdFile: string, tar: Reada
 }
 
 /**
+ * `tar2vhd`: converts a layer tar into a VHD (ext4 + fixed footer) inside the VM and writes it to
+ * `targetVhdFile`. Returns the bytes written.
+ */
+export function tarToVhd(uvm: UtilityVM, targetVhdFile: string, tar: Readable): Promise<number> {
+  return toolToFile(uvm, ["tar2vhd"], targetVhdFile, tar);
+}
+
+/**
  * `vhd2tar` for a read-only layer (its VHD streamed in), or `exportSandbox -path <mountPath>`
  * for a writable layer already mounted in the VM: the layer's contents as a tar stream. The
  * stream errors if the tool fails.
  */
 export async function vhdToTar(uvm: UtilityVM, vhdFile: string, uvmMountPath: string, isSandbox: boolean): Promise<Readable> {
   const args = isSandbox ? ["exportSandbox", "-path", uvmMountPath] : ["vhd2tar"];
-  const proc = await spawnTool(uvm, args);
-  const tail = stderrTail(proc);
+  const { proc, exit } = await startTool(uvm, args);
   const out = new PassThrough();
   const input = isSandbox ? (proc.stdin!.end(), Promise.resolve()) : pipeline(createReadStream(vhdFile), proc.stdin!);
-  Promise.all([input, pipeline(proc.stdout!, out, { end: false }), checkExit(proc, args[0]!, tail)]).then(
+  Promise.all([input, pipeline(proc.stdout!, out, { end: false }), exit]).then(
     () => out.end(),
     (err: unknown) => out.destroy(err as Error),
   ).finally(() => void proc.close());
@@ -94,19 +102,7 @@ export async function createSandbox(uvm: UtilityVM, destFile: string, sizeGB = D
       if ((err as NodeJS.ErrnoException).code !== "ENOENT" || (await exists(destFile))) throw err;
     }
   }
-  const tmp = tempName(destFile);
-  const proc = await spawnTool(uvm, ["createSandbox", "-size", String(sizeGB * 1024 ** 3)]);
-  const tail = stderrTail(proc);
-  try {
-    proc.stdin?.end();
-    await Promise.all([pipeline(proc.stdout!, createWriteStream(tmp, { flags: "wx" })), checkExit(proc, "createSandbox", tail)]);
-    await rename(tmp, destFile);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  } finally {
-    await proc.close();
-  }
+  await toolToFile(uvm, ["createSandbox", "-size", String(sizeGB * 1024 ** 3)], destFile);
   if (cacheable && !(await exists(cacheFile))) {
     const cacheTmp = tempName(cacheFile);
     await copyFile(destFile, cacheTmp, fsConstants.COPYFILE_FICLONE);

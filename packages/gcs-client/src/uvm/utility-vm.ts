@@ -5,9 +5,9 @@
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { GcsBridge, type GuestProcess } from "../bridge.js";
-import { GcsError, isGcsError } from "../errors.js";
+import { GcsError, isGcsError, toGcsError } from "../errors.js";
 import { KeyedMutex } from "../keyed-mutex.js";
-import type { ProcessParameters } from "../protocol/messages.js";
+import type { MappedVirtualDisk, ProcessParameters } from "../protocol/messages.js";
 import { SCSI_LUNS_PER_CONTROLLER } from "../protocol/constants.js";
 import type { LaunchedVm, UtilityVmLauncher, VmExit } from "./launcher.js";
 
@@ -60,7 +60,8 @@ export class UtilityVM {
   /** Changes per host path, one at a time, so two adds of one file never race. */
   readonly #diskLocks = new KeyedMutex();
   readonly #usedSlots = new Set<string>();
-  readonly #usedMounts = new Set<number>();
+  /** Guest mount paths in use by attached disks. */
+  readonly #usedMountPaths = new Set<string>();
   #terminated: Promise<void> | undefined;
 
   private constructor(name: string, vm: LaunchedVm, bridge: GcsBridge, timeoutMs: number, controllers: number) {
@@ -146,24 +147,22 @@ export class UtilityVM {
       }
       if (options.mountPath !== undefined && !posix.isAbsolute(options.mountPath)) throw new GcsError("INVALID_ARGUMENT", `mount path ${JSON.stringify(options.mountPath)} is not an absolute guest path`);
       const [controller, lun] = this.#allocateSlot(hostPath);
-      const m = options.mountPath === undefined ? this.#allocateMount() : undefined;
-      const disk: AttachedDisk = { hostPath, controller, lun, guestPath: options.mountPath ?? `${SCSI_MOUNT_PREFIX}${m}`, readOnly: options.readOnly, refs: 1 };
-      const attachment = { controller, lun, hostPath, readOnly: options.readOnly };
-      const settings = { MountPath: disk.guestPath, Lun: lun, Controller: controller, ReadOnly: options.readOnly, Options: options.readOnly ? ["ro"] : [] };
+      const guestPath = options.mountPath ?? this.#allocateMountPath();
+      this.#usedMountPaths.add(guestPath);
+      const disk: AttachedDisk = { hostPath, controller, lun, guestPath, readOnly: options.readOnly, refs: 1 };
       let attached = false;
       try {
-        await this.#vm.attachScsi(attachment);
+        await this.#vm.attachScsi(disk);
         attached = true;
-        await this.bridge.addMappedVirtualDisk(settings);
+        await this.bridge.addMappedVirtualDisk(mappedDisk(disk));
       } catch (err) {
         // Undo what was done; a guest that is gone or wedged cannot be asked, so errors here are secondary.
         if (attached) {
-          await this.bridge.removeMappedVirtualDisk(settings).catch(() => {});
+          await this.bridge.removeMappedVirtualDisk(mappedDisk(disk)).catch(() => {});
           await this.bridge.removeScsiDevice({ Controller: controller, Lun: lun }).catch(() => {});
-          await this.#vm.detachScsi(attachment).catch(() => {});
+          await this.#vm.detachScsi(disk).catch(() => {});
         }
-        this.#usedSlots.delete(`${controller}:${lun}`);
-        if (m !== undefined) this.#usedMounts.delete(m);
+        this.#freeSlot(disk);
         throw this.#wrap(err, `adding disk ${hostPath} to ${this.name}`);
       }
       this.#disks.set(hostPath, disk);
@@ -179,15 +178,13 @@ export class UtilityVM {
       if (!disk) throw new GcsError("NOT_FOUND", `${hostPath} is not attached to ${this.name}`);
       if (--disk.refs > 0) return;
       this.#disks.delete(hostPath);
-      this.#usedSlots.delete(`${disk.controller}:${disk.lun}`);
-      if (disk.guestPath.startsWith(SCSI_MOUNT_PREFIX)) this.#usedMounts.delete(Number(disk.guestPath.slice(SCSI_MOUNT_PREFIX.length)));
+      this.#freeSlot(disk);
       if (this.#terminated) return; // the VM took the disk with it
-      const settings = { MountPath: disk.guestPath, Lun: disk.lun, Controller: disk.controller, ReadOnly: disk.readOnly, Options: disk.readOnly ? ["ro"] : [] };
       try {
-        await this.bridge.removeMappedVirtualDisk(settings);
+        await this.bridge.removeMappedVirtualDisk(mappedDisk(disk));
         await this.bridge.removeScsiDevice({ Controller: disk.controller, Lun: disk.lun });
       } finally {
-        await this.#vm.detachScsi({ controller: disk.controller, lun: disk.lun, hostPath, readOnly: disk.readOnly });
+        await this.#vm.detachScsi(disk);
       }
     });
   }
@@ -291,20 +288,27 @@ export class UtilityVM {
     throw new GcsError("ALREADY_EXISTS", `no free SCSI slot in ${this.name} for ${hostPath}: all ${this.#controllers * SCSI_LUNS_PER_CONTROLLER} LUNs are in use`);
   }
 
-  #allocateMount(): number {
+  /** The first free /run/mounts/scsi/m<N>, as hcsshim picks them. */
+  #allocateMountPath(): string {
     let m = 0;
-    while (this.#usedMounts.has(m)) m++;
-    this.#usedMounts.add(m);
-    return m;
+    while (this.#usedMountPaths.has(`${SCSI_MOUNT_PREFIX}${m}`)) m++;
+    return `${SCSI_MOUNT_PREFIX}${m}`;
+  }
+
+  #freeSlot(disk: AttachedDisk): void {
+    this.#usedSlots.delete(`${disk.controller}:${disk.lun}`);
+    this.#usedMountPaths.delete(disk.guestPath);
   }
 
   #wrap(err: unknown, what: string): GcsError {
-    if (isGcsError(err)) {
-      const wrapped = new GcsError(err.code, `${what}: ${err.message}`, { hresult: err.hresult, records: err.records, operation: err.operation, cause: err });
-      return wrapped;
-    }
-    return new GcsError("INTERNAL", `${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    if (!isGcsError(err)) return toGcsError(err, what);
+    return new GcsError(err.code, `${what}: ${err.message}`, { hresult: err.hresult, records: err.records, operation: err.operation, cause: err });
   }
+}
+
+/** The MappedVirtualDisk settings of `disk`, the same for its Add and its Remove (as hcsshim sends them). */
+function mappedDisk(disk: AttachedDisk): MappedVirtualDisk {
+  return { MountPath: disk.guestPath, Lun: disk.lun, Controller: disk.controller, ReadOnly: disk.readOnly, Options: disk.readOnly ? ["ro"] : [] };
 }
 
 /** Writes `input` to a process's stdin and half-closes it (EOF for the process). */
