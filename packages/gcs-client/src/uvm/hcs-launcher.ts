@@ -70,9 +70,13 @@ export class HcsLauncher implements UtilityVmLauncher {
       listeners.push(entropy, logs, gcs);
       await system.start();
       let log = "";
-      // Init reads its boot entropy, and vsockexec gives up unless the log port answers.
-      void entropy.accept({ timeoutMs: options.timeoutMs }).then((s) => s.end(randomBytes(ENTROPY_BYTES)), () => {});
-      void logs.accept({ timeoutMs: options.timeoutMs }).then(
+      // Init reads its boot entropy, and vsockexec gives up unless the log port answers. Each is
+      // dialled once, so its listener closes after its accept, as the bridge's does.
+      void entropy
+        .accept({ timeoutMs: options.timeoutMs })
+        .then((s) => s.end(randomBytes(ENTROPY_BYTES)), () => {})
+        .finally(() => entropy.close().catch(() => {}));
+      void logs.accept({ timeoutMs: options.timeoutMs }).finally(() => logs.close().catch(() => {})).then(
         (s) => {
           s.setEncoding("utf8");
           s.on("data", (chunk: string) => {
